@@ -1,0 +1,46 @@
+# Thin aliases over `python -m ...`; the venv is made on first use.
+PY      ?= python3
+VENV    ?= .venv
+VPY     := $(VENV)/bin/python
+EXTRAS  ?= cpu,convert,eval,bench,mqtt,demo,dev
+MODEL   ?= models/mobilenet_thin.onnx
+DATA    ?= ../shared/data
+
+.PHONY: venv model demo test lint variants bench bench-quick eval clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip wheel setuptools cython numpy
+	$(VPY) -m pip install -q -e '.[$(EXTRAS)]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+model: venv
+	$(VPY) -m edgepose convert tfpose --out $(MODEL)
+
+demo: model
+	$(VPY) -m edgepose demo --model $(MODEL) --out-dir demo_out
+
+test: model
+	$(VPY) -m pytest -q
+
+lint: venv
+	$(VPY) -m ruff check edgepose converters tests benchmarks
+
+variants: model
+	$(VPY) -m edgepose convert variant $(MODEL) --variant fp16
+	$(VPY) -m edgepose convert variant $(MODEL) --variant int8 --calib $(DATA)/coco-val-mini/images
+
+eval: model
+	$(VPY) -m edgepose eval --model $(MODEL) --annotations $(DATA)/coco-val-mini/person_keypoints.json \
+		--images $(DATA)/coco-val-mini/images
+
+bench: model
+	$(VPY) -m edgepose bench --model $(MODEL) --data $(DATA)
+
+bench-quick: model
+	$(VPY) -m edgepose bench --model $(MODEL) --data $(DATA) --quick
+
+clean:
+	rm -rf $(VENV) models demo_out .pytest_cache
