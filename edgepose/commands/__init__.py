@@ -1,0 +1,30 @@
+"""Subcommands of the ``edgepose`` CLI; each module has ``configure(parser)``."""
+
+from __future__ import annotations
+
+import argparse
+
+DEFAULT_MODEL = "models/mobilenet_thin.onnx"
+
+
+def add_model_args(p: argparse.ArgumentParser, size: bool = True) -> None:
+    """The options every model-running subcommand shares."""
+    p.add_argument("--model", default=DEFAULT_MODEL, help="edgepose ONNX model (default %(default)s)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda[:N], tensorrt[:N][+fp16], openvino (default %(default)s)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    if size:
+        p.add_argument("--size", default=None, help="input pixel budget: small, default, large or WxH (default: the model's preferred size)")
+    p.add_argument("--matching", choices=["greedy", "hungarian"], default=None, help="limb assignment (default greedy)")
+
+
+def estimator_from_args(args: argparse.Namespace):
+    """Build a :class:`edgepose.runner.PoseEstimator` from the shared options."""
+    import dataclasses
+
+    from edgepose.decode import DecoderConfig
+    from edgepose.runner import PoseEstimator
+
+    cfg = DecoderConfig()
+    if getattr(args, "matching", None):
+        cfg = dataclasses.replace(cfg, matching=args.matching)
+    return PoseEstimator(args.model, device=args.device, threads=args.threads, size=getattr(args, "size", None), decoder=cfg)

