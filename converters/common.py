@@ -63,8 +63,12 @@ def check_writable(out: str | Path) -> Path:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ExportError(f"cannot create the output folder {parent}: {e.strerror}; choose another --out") from e
-    if not os.access(parent, os.W_OK):
-        raise ExportError(f"the output folder {parent} is not writable; choose another --out")
+    try:  # probe for real: os.access says yes to root even where the file system refuses
+        fd, probe = tempfile.mkstemp(prefix=".edgepose-probe-", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ExportError(f"the output folder {parent} is not writable ({e.strerror}); choose another --out") from e
     if out.exists() and out.is_dir():
         raise ExportError(f"{out} is a folder; --out must name a .onnx file")
     return out

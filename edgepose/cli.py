@@ -37,10 +37,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     # Two passes: find the subcommand, then let its module add its arguments.
-    pre, _ = parser.parse_known_args(argv)
+    known = [a for a in argv if a not in ("-h", "--help")]
+    pre, _ = parser.parse_known_args(known) if any(a in COMMANDS for a in known) else (argparse.Namespace(command=None), None)
     if pre.command is None:
+        parser.parse_args(argv)  # --help, or an error for an unknown command
         parser.print_help()
-        return 0 if not argv else 2
+        return 0
     module = importlib.import_module(COMMANDS[pre.command][0])
     sub_action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     module.configure(sub_action.choices[pre.command])
