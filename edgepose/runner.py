@@ -26,6 +26,7 @@ from edgepose.imageio import ImageError, to_bgr8
 from edgepose.meta import HEATMAPS, INPUT, PAFS, MetadataError, ModelMeta
 from edgepose.providers import DeviceSpec, resolve
 from edgepose.results import FrameResult, Person
+from edgepose.session import session_options
 
 log = logging.getLogger(__name__)
 
@@ -145,12 +146,7 @@ class PoseEstimator:
         self.model_sha256 = hashlib.sha256(data).hexdigest()
         self.device: DeviceSpec = resolve(device, model_sha=self.model_sha256)
         self.threads = threads or _default_threads()
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = self.threads
-        so.inter_op_num_threads = 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.log_severity_level = 3
+        so = session_options(self.threads)
         try:
             self.session = ort.InferenceSession(
                 data, so, providers=self.device.providers, provider_options=self.device.provider_options
