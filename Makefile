@@ -6,7 +6,7 @@ EXTRAS  ?= cpu,convert,eval,bench,mqtt,demo,dev
 MODEL   ?= models/mobilenet_thin.onnx
 DATA    ?= ../shared/data
 
-.PHONY: venv model demo test lint variants bench bench-quick eval clean
+.PHONY: venv model demo test lint variants bench bench-quick eval clean system-deps
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -22,7 +22,15 @@ model: venv
 demo: model
 	$(VPY) -m edgepose demo --model $(MODEL) --out-dir demo_out
 
-test: model
+# The MQTT sink's tests start a real broker (Debian's mosquitto) on loopback.
+system-deps:
+	@command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mosquitto >/dev/null) \
+	      || echo "warning: could not install mosquitto; the MQTT tests will be skipped"; \
+	  else echo "note: install mosquitto for the MQTT tests (apt-get install mosquitto)"; fi; }
+
+test: model system-deps
 	$(VPY) -m pytest -q
 
 lint: venv

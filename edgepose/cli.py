@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("edgepose.commands.evaluate", "score a model on a COCO keypoint set (AP, AR, stage timings)"),
     "demo": ("edgepose.commands.demo", "run the model on a sample picture and write a rendered image and JSON"),
     "convert": ("edgepose.commands.convert", "export models to ONNX (tfpose, caffe) and build variants"),
+    "report-variants": ("edgepose.commands.report_variants", "accuracy/speed/size report of a model's fp16 and int8 variants"),
+    "bench": ("edgepose.commands.bench", "benchmark providers x variants x threads x sizes, with baselines"),
 }
 
 

