@@ -17,6 +17,17 @@ def configure(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="converter", metavar="CONVERTER", required=True)
     for name, (module, help_) in CONVERTERS.items():
         sp = sub.add_parser(name, help=help_, description=help_)
-        mod = importlib.import_module(module)
+        try:
+            mod = importlib.import_module(module)
+        except ImportError as e:  # a missing optional extra breaks only this converter
+            sp.set_defaults(func=_missing(module, e))
+            continue
         mod.add_arguments(sp)
         sp.set_defaults(func=mod.run)
+
+
+def _missing(module: str, err: ImportError):
+    def run(args: argparse.Namespace) -> int:
+        raise ImportError(f"{module} cannot be imported ({err}); pip install 'edgepose[convert]'")
+
+    return run
