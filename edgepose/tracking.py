@@ -259,7 +259,7 @@ class Tracker:
             area = np.array([max(tr.area, self.min_area) for tr in self.tracks])
             sim = oks(det, pred, self.sigmas, area)
             rows, cols = self._lsa(-sim)
-            for r, c in zip(rows, cols):
+            for r, c in zip(rows, cols, strict=True):
                 if sim[r, c] >= self.min_similarity:
                     matches[int(r)] = self.tracks[int(c)]
         for i, p in enumerate(people):
@@ -283,7 +283,7 @@ class Tracker:
                 kp[~vis, :2] = 0.0
                 p.keypoints = kp
             center, area = _center_area(p.keypoints)
-            if gap > 0 and tr.hits > 1:
+            if gap > 0:
                 tr.velocity = 0.5 * tr.velocity + 0.5 * (center - tr.center) / gap
             tr.center, tr.area = center, area
             tr.keypoints = p.keypoints.copy()

@@ -126,7 +126,7 @@ def test_ids_do_not_depend_on_detection_order(perm_seed, n):
         order = rng.permutation(n)
         dets = people(*[pose(centers[i][0] + 2 * f, centers[i][1], jitter=1.5, rng=rng) for i in order])
         out = tr.update(dets, f / 25)
-        for p, i in zip(out, order):
+        for p, i in zip(out, order, strict=True):
             assert p.id == want[round(float(SHAPE[1, 0] + centers[i][0]))]
 
 
