@@ -70,9 +70,14 @@ def read_image(path: str | Path) -> tuple[np.ndarray, list[str]]:
     if data.size == 0:
         raise ImageError(f"{path}: empty file")
     img = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    if img is None:
-        raise ImageError(f"{path}: not a readable image (unknown format, corrupt or truncated)")
     warnings = []
     if data[:2].tobytes() == b"\xff\xd8" and data[-2:].tobytes() != b"\xff\xd9":
-        warnings.append(f"{path.name}: JPEG is truncated (no end marker); the missing part decodes as grey")
+        # A truncated JPEG (a camera upload cut short): recent OpenCV refuses it; closing the stream
+        # with an end-of-image marker decodes what is there, the missing rows come out grey.
+        if img is None:
+            img = cv2.imdecode(np.concatenate([data, np.frombuffer(b"\xff\xd9", np.uint8)]), cv2.IMREAD_COLOR)
+        if img is not None:
+            warnings.append(f"{path.name}: JPEG is truncated (no end marker); the missing part decodes as grey")
+    if img is None:
+        raise ImageError(f"{path}: not a readable image (unknown format, corrupt or truncated)")
     return img, warnings
