@@ -53,8 +53,9 @@ def load_heatmaps(
     bad = sanitize_inplace(maps)
     if smooth_sigma:
         kx, ky, tmp = workspace.smoothing(smooth_sigma)
-        np.matmul(maps, kx, out=tmp)
-        np.matmul(ky, tmp, out=maps)
+        with np.errstate(over="ignore", invalid="ignore"):  # absurd inputs; cleaned just below
+            np.matmul(maps, kx, out=tmp)
+            np.matmul(ky, tmp, out=maps)
         sanitize_inplace(maps)  # absurdly large finite inputs can overflow to inf
     return maps, bad
 

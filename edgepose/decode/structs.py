@@ -94,6 +94,21 @@ class Connections:
         return Connections(self.limb[index], self.a[index], self.b[index], self.score[index])
 
     @classmethod
+    def from_rows(cls, rows: Sequence[tuple[int, int, int, float]]) -> Connections:
+        """Build from ``(limb, a, b, score)`` rows (for tests and hand-made inputs), in that order.
+
+        Example:
+            >>> Connections.from_rows([(0, 0, 2, 0.9), (1, 2, 3, 0.5)]).b.tolist()
+            [2, 3]
+        """
+        if len(rows) == 0:
+            return cls.empty()
+        limb, a, b, score = zip(*rows, strict=True)
+        return cls(
+            np.asarray(limb, np.int32), np.asarray(a, np.int32), np.asarray(b, np.int32), np.asarray(score, np.float32)
+        )
+
+    @classmethod
     def empty(cls) -> Connections:
         z = np.zeros(0, np.int32)
         return cls(z, z, z, np.zeros(0, np.float32))
