@@ -310,5 +310,16 @@ class PoseEstimator:
     def __repr__(self) -> str:
         return f"PoseEstimator({str(self.model_path)!r}, device={self.device.word!r}, providers={self.providers})"
 
+    def stream(self, source, **kw):
+        """One :class:`FrameResult` per frame of any source, pipelined; see :class:`edgepose.stream.Stream`.
+
+        Example:
+            >>> for r in est.stream("clip.mp4", realtime=False):  # doctest: +SKIP
+            ...     print(r.index, [p.id for p in r.people])
+        """
+        from edgepose.stream import stream
+
+        return stream(self, source, **kw)
+
 
 __all__ += ["ImageError"]

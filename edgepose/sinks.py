@@ -1,26 +1,53 @@
-"""Where results go: OpenPose JSON files, COCO results, rendered images and videos.
+"""Where results go: OpenPose JSON files, COCO results, rendered images and videos, JSON lines, MQTT.
 
-All file writers write atomically (temporary file, then rename), so nothing already written is
-lost or half-written when a later input fails or the run is interrupted.
+All file writers write atomically (temporary file, then rename) or line by line with a flush, so
+nothing already written is lost or half-written when a later input fails or the run is interrupted.
+
+Every sink has ``consume(result, image)`` (the one call :mod:`edgepose.stream` makes for each
+frame; ``image`` is the BGR frame, valid only during the call) and ``close()`` (flush, finish files).
+Any object with these two methods can be a sink.
 
 Example:
     >>> sink = OpenPoseJsonDir("out/json")  # doctest: +SKIP
     >>> sink.write(result)  # doctest: +SKIP
+    >>> with JsonLinesSink("-") as jl:  # doctest: +SKIP
+    ...     jl.consume(result, None)
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import sys
 import tempfile
+import threading
+from collections import deque
 from pathlib import Path
+from typing import Protocol
 
 import cv2
 import numpy as np
 
 from edgepose.results import FrameResult, coco_results
 
-__all__ = ["write_json_atomic", "OpenPoseJsonDir", "CocoWriter", "render", "RenderSink"]
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "Sink", "write_json_atomic", "frame_record", "OpenPoseJsonDir", "CocoWriter", "render", "RenderSink",
+    "JsonLinesSink", "MqttSink", "parse_mqtt_url",
+]  # fmt: skip
+
+
+class Sink(Protocol):
+    """What :func:`edgepose.stream.stream` needs from a sink (``needs_image = False`` lets the stream
+    give a frame's buffer back before the sink sees it; a sink without the attribute gets images)."""
+
+    needs_image: bool
+
+    def consume(self, result: FrameResult, image: np.ndarray | None) -> None: ...
+
+    def close(self) -> None: ...
 
 
 def write_json_atomic(path: str | Path, obj) -> Path:
@@ -48,6 +75,8 @@ class OpenPoseJsonDir:
     """One OpenPose JSON file per frame: ``<image stem>_keypoints.json`` or
     ``<video stem>_<frame:012d>_keypoints.json`` (OpenPose's own naming)."""
 
+    needs_image = False
+
     def __init__(self, folder: str | Path, per_frame: bool = False) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -56,6 +85,9 @@ class OpenPoseJsonDir:
     def write(self, result: FrameResult) -> Path:
         return write_json_atomic(self.folder / f"{frame_stem(result, self.per_frame)}_keypoints.json",
                                  result.to_openpose_json())  # fmt: skip
+
+    def consume(self, result: FrameResult, image: np.ndarray | None = None) -> None:
+        self.write(result)
 
     def close(self) -> None:
         pass
@@ -69,6 +101,8 @@ class CocoWriter:
         image_ids: optional map from file name to COCO image id; otherwise the frame index is used.
     """
 
+    needs_image = False
+
     def __init__(self, path: str | Path, image_ids: dict[str, int] | None = None) -> None:
         self.path = Path(path)
         self.image_ids = image_ids or {}
@@ -80,6 +114,9 @@ class CocoWriter:
         if result.error:
             self.failures.append({"image_id": image_id, "source": result.source, "error": result.error})
         self.items.extend(coco_results(result, image_id))
+
+    def consume(self, result: FrameResult, image: np.ndarray | None = None) -> None:
+        self.write(result)
 
     def close(self) -> Path:
         write_json_atomic(self.path, self.items)
@@ -104,7 +141,7 @@ def render(image: np.ndarray, result: FrameResult, thickness: int | None = None)
     t = thickness or max(2, round(max(out.shape[:2]) / 300))
     for p in result.people:
         kp = p.keypoints
-        for (a, b), c in zip(limbs, colors):
+        for (a, b), c in zip(limbs, colors, strict=False):
             if kp[a, 2] > 0 and kp[b, 2] > 0:
                 cv2.line(out, (int(kp[a, 0]), int(kp[a, 1])), (int(kp[b, 0]), int(kp[b, 1])), c, t, cv2.LINE_AA)
         for x, y, s in kp:
@@ -125,6 +162,8 @@ class RenderSink:
         path: ``out.jpg`` (single image), a folder, or ``out.mp4`` (video).
         fps: frames per second of a video output.
     """
+
+    needs_image = True
 
     def __init__(self, path: str | Path, fps: float = 25.0) -> None:
         self.path = Path(path)
@@ -161,9 +200,250 @@ class RenderSink:
             raise OSError(f"OpenCV cannot write {target}")
         os.replace(tmp, target)
 
+    def consume(self, result: FrameResult, image: np.ndarray | None) -> None:
+        """Draw and write a frame that has an image (failed or skipped frames have none)."""
+        if image is not None and result.ok:
+            self.write(image, result)
+
     def close(self) -> None:
         if self._writer is not None:
             self._writer.release()
             self._writer = None
             if self._tmp is not None and self._tmp.exists():
                 os.replace(self._tmp, self.path)
+
+
+def frame_record(result: FrameResult, digits: int = 2) -> dict:
+    """One frame as a JSON-ready dict (the JSON-lines and MQTT payload).
+
+    Keys: ``frame`` (index), ``timestamp`` (seconds, or null), ``source``, ``width``, ``height``,
+    ``layout``, ``people`` (each ``id``, ``score`` and ``keypoints``: flat ``x, y, score`` in image
+    pixels, as OpenPose's ``pose_keypoints_2d``), ``timings_ms`` (per stage) and, when present,
+    ``error`` and ``warnings``.
+    """
+    rec = {
+        "frame": int(result.index),
+        "timestamp": None if result.timestamp is None else round(float(result.timestamp), 4),
+        "source": result.source,
+        "width": int(result.image_size[0]),
+        "height": int(result.image_size[1]),
+        "layout": result.layout.id,
+        "people": [
+            {"id": int(p.id), "score": round(float(p.score), 4),
+             "keypoints": [round(float(v), digits) for v in p.keypoints.reshape(-1)]}
+            for p in result.people
+        ],
+        "timings_ms": {k: round(float(v), 3) for k, v in result.timings.items()},
+    }  # fmt: skip
+    if result.error:
+        rec["error"] = result.error
+    if result.warnings:
+        rec["warnings"] = list(result.warnings)
+    return rec
+
+
+class JsonLinesSink:
+    """One JSON object per frame and line (see :func:`frame_record`), flushed after every line.
+
+    Args:
+        path: output file, or ``-`` for standard output.
+
+    Example:
+        >>> with JsonLinesSink("poses.jsonl") as sink:  # doctest: +SKIP
+        ...     for r in est.stream("clip.mp4"):
+        ...         sink.consume(r, None)
+    """
+
+    needs_image = False
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if self.path == "-":
+            self._f = sys.stdout
+            self._own = False
+        else:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._f = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+            self._own = True
+        self.lines = 0
+
+    def consume(self, result: FrameResult, image: np.ndarray | None = None) -> None:
+        if self._f is None:
+            return
+        self._f.write(json.dumps(frame_record(result), separators=(",", ":")) + "\n")
+        self._f.flush()
+        self.lines += 1
+
+    def close(self) -> None:
+        if self._f is None:
+            return
+        try:
+            self._f.flush()
+            if self._own:
+                os.fsync(self._f.fileno())
+                self._f.close()
+        finally:
+            self._f = None
+
+    def __enter__(self) -> JsonLinesSink:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def parse_mqtt_url(url: str) -> tuple[str, int, str]:
+    """``[mqtt://]HOST[:PORT][/TOPIC]`` -> ``(host, port, topic)``; port 1883, topic ``edgepose/poses``.
+
+    Example:
+        >>> parse_mqtt_url("broker.local:1884/site/cam1")
+        ('broker.local', 1884, 'site/cam1')
+    """
+    rest = url.split("://", 1)[1] if "://" in url else url
+    hostport, _, topic = rest.partition("/")
+    host, _, port = hostport.rpartition(":") if hostport.count(":") == 1 else (hostport, "", "")
+    if not host:
+        raise ValueError(f"MQTT address {url!r} has no host (expected HOST[:PORT]/TOPIC)")
+    try:
+        port_n = int(port) if port else 1883
+    except ValueError:
+        raise ValueError(f"MQTT address {url!r}: port {port!r} is not a number") from None
+    topic = topic or "edgepose/poses"
+    if "+" in topic or "#" in topic:
+        raise ValueError(f"MQTT topic {topic!r}: wildcards cannot be published to")
+    return host, port_n, topic
+
+
+def _import_paho():
+    try:
+        import paho.mqtt.client as mqtt
+    except ImportError as e:
+        raise ImportError("the MQTT sink needs paho-mqtt: pip install 'edgepose[mqtt]'") from e
+    return mqtt
+
+
+class MqttSink:
+    """Publish one JSON message per frame (see :func:`frame_record`) to an MQTT broker.
+
+    Connects when made (a broker that cannot be reached is an error at once); paho's network thread
+    then reconnects by itself if the broker goes away. :meth:`close` waits until every message handed
+    to paho has been sent (QoS 0) or acknowledged (QoS 1/2), up to ``flush_timeout`` seconds.
+
+    Args:
+        host, port, topic: where to publish.
+        qos: MQTT quality of service (0, 1 or 2).
+        client_id: client id (default: ``edgepose-<pid>``).
+        retain: publish with the retain flag (a late subscriber gets the last frame).
+        max_queued: messages paho may hold while disconnected; more are dropped and counted.
+        flush_timeout: seconds :meth:`close` waits for outstanding messages.
+
+    Raises:
+        ImportError: paho-mqtt is not installed (extra ``mqtt``).
+        ConnectionError: the broker cannot be reached.
+
+    Example:
+        >>> sink = MqttSink(*parse_mqtt_url("localhost:1883/edgepose/cam1"))  # doctest: +SKIP
+    """
+
+    needs_image = False
+
+    def __init__(
+        self,
+        host: str,
+        port: int = 1883,
+        topic: str = "edgepose/poses",
+        *,
+        qos: int = 0,
+        client_id: str | None = None,
+        retain: bool = False,
+        keepalive: int = 30,
+        max_queued: int = 1000,
+        flush_timeout: float = 10.0,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        mqtt = _import_paho()
+        if qos not in (0, 1, 2):
+            raise ValueError(f"MQTT qos must be 0, 1 or 2, not {qos}")
+        self.host, self.port, self.topic, self.qos, self.retain = host, int(port), topic, qos, retain
+        self.flush_timeout = flush_timeout
+        self.published = 0
+        self.failed = 0
+        self._pending: deque = deque()
+        self._connected = threading.Event()
+        cid = client_id or f"edgepose-{os.getpid()}"
+        if hasattr(mqtt, "CallbackAPIVersion"):  # paho-mqtt 2.x
+            self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid)
+        else:  # pragma: no cover - paho-mqtt 1.x
+            self._client = mqtt.Client(client_id=cid)
+        self._client.max_queued_messages_set(max_queued)
+        self._client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        try:
+            self._client.connect(host, self.port, keepalive)
+        except OSError as e:
+            raise ConnectionError(f"cannot connect to the MQTT broker at {host}:{self.port}: {e}") from e
+        self._client.loop_start()
+        if not self._connected.wait(connect_timeout):
+            self._client.loop_stop()
+            raise ConnectionError(f"the MQTT broker at {host}:{self.port} did not accept the connection "
+                                  f"within {connect_timeout:.0f} s")  # fmt: skip
+        log.info("publishing to mqtt://%s:%d/%s (QoS %d)", host, self.port, topic, qos)
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties=None) -> None:
+        if not getattr(reason_code, "is_failure", bool(reason_code)):
+            self._connected.set()
+        else:
+            log.warning("MQTT broker refused the connection: %s", reason_code)
+
+    def _on_disconnect(self, client, userdata, *args) -> None:
+        if self._connected.is_set():
+            log.warning("MQTT broker %s:%d disconnected; paho reconnects by itself", self.host, self.port)
+        self._connected.clear()
+
+    def publish(self, payload: str | bytes, topic: str | None = None) -> bool:
+        """Publish a payload; False (and counted in ``failed``) when paho refused it."""
+        info = self._client.publish(topic or self.topic, payload, qos=self.qos, retain=self.retain)
+        if info.rc != 0:
+            self.failed += 1
+            if self.failed == 1 or self.failed % 100 == 0:
+                log.warning("MQTT publish failed (rc %s; %d failed so far)", info.rc, self.failed)
+            return False
+        self._pending.append(info)
+        while self._pending and self._pending[0].is_published():
+            self._pending.popleft()
+            self.published += 1
+        return True
+
+    def consume(self, result: FrameResult, image: np.ndarray | None = None) -> None:
+        self.publish(json.dumps(frame_record(result), separators=(",", ":")))
+
+    def close(self) -> None:
+        """Wait for outstanding messages (up to ``flush_timeout``), then disconnect."""
+        import time
+
+        deadline = time.monotonic() + self.flush_timeout
+        while self._pending:
+            info = self._pending[0]
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                info.wait_for_publish(timeout=min(left, 1.0))
+            except (RuntimeError, ValueError):  # not queued any more (paho 2 raises when disconnected)
+                pass
+            if info.is_published():
+                self._pending.popleft()
+                self.published += 1
+        if self._pending:
+            self.failed += len(self._pending)
+            log.warning("MQTT: %d message(s) not confirmed before closing", len(self._pending))
+            self._pending.clear()
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def __enter__(self) -> MqttSink:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

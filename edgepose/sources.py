@@ -10,8 +10,10 @@ Example:
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +22,12 @@ import numpy as np
 
 from edgepose.imageio import IMAGE_EXTENSIONS, ImageError, read_image
 
-__all__ = ["Frame", "SourceError", "classify", "iter_frames", "VIDEO_EXTENSIONS"]
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "Frame", "SourceError", "SourceStats", "Reconnect", "VideoSource", "ImageSource", "IterableSource",
+    "classify", "open_source", "open_capture", "iter_frames", "frame_count", "VIDEO_EXTENSIONS",
+]  # fmt: skip
 
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts"}
 
@@ -89,56 +96,505 @@ def _image_frame(i: int, path: Path) -> Frame:
     return Frame(i, img, path.name, read_ms=(time.perf_counter() - t0) * 1e3, warnings=warnings)
 
 
-def open_capture(source: str | int, kind: str) -> cv2.VideoCapture:
+def _has_backend(api: int) -> bool:
+    try:
+        return bool(cv2.videoio_registry.hasBackend(api))
+    except Exception:  # pragma: no cover - very old OpenCV
+        return True
+
+
+def open_capture(
+    source: str | int, kind: str, *, timeout_s: float | None = None, decode_threads: int | None = None
+) -> cv2.VideoCapture:
     """Open a video, camera or stream with OpenCV.
 
+    Args:
+        source: file path, camera index, URL or GStreamer pipeline (contains ``!``).
+        kind: what :func:`classify` says it is.
+        timeout_s: open and read time-out for network streams (FFmpeg back-end).
+        decode_threads: FFmpeg decoding threads (None: OpenCV's default, one per core).
+
     Raises:
-        SourceError: OpenCV cannot open it.
+        SourceError: OpenCV cannot open it (or has no back-end for it, e.g. no GStreamer).
     """
     if kind == "camera":
         cap = cv2.VideoCapture(int(source))
     elif kind == "stream" and "!" in str(source):
+        if not _has_backend(cv2.CAP_GSTREAMER):
+            raise SourceError(
+                f"cannot open GStreamer pipeline {source!r}: this OpenCV build has no GStreamer support "
+                "(pip's opencv-python wheels do not; use an OpenCV built with GStreamer, e.g. JetPack's)"
+            )
         cap = cv2.VideoCapture(str(source), cv2.CAP_GSTREAMER)
-    else:
+    elif _has_backend(cv2.CAP_FFMPEG):
+        params: list[int] = []
+        if timeout_s and kind == "stream":
+            ms = int(timeout_s * 1000)
+            params += [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
+        if decode_threads:
+            params += [cv2.CAP_PROP_N_THREADS, int(decode_threads)]
+        cap = cv2.VideoCapture(str(source), cv2.CAP_FFMPEG, params)
+    else:  # pragma: no cover - OpenCV without FFmpeg
         cap = cv2.VideoCapture(str(source))
     if not cap.isOpened():
         cap.release()
         hint = " (is the camera connected and free?)" if kind == "camera" else ""
+        if kind == "video":
+            hint = " (not a video OpenCV can decode, or damaged)"
         raise SourceError(f"cannot open {kind} {source}{hint}")
     return cap
 
 
-def _video_frames(source: str | int, kind: str) -> Iterator[Frame]:
-    cap = open_capture(source, kind)
-    name = Path(str(source)).name if kind == "video" else str(source)
-    try:
-        i = 0
-        while True:
+@dataclass(frozen=True)
+class Reconnect:
+    """How a source that stops is reopened: bounded tries with exponential back-off.
+
+    Attributes:
+        tries: consecutive failed reopen attempts before the source counts as lost (0: never reopen).
+        delay: seconds before the first attempt.
+        factor: each further wait is this much longer ...
+        max_delay: ... up to this many seconds.
+    """
+
+    tries: int = 5
+    delay: float = 0.5
+    factor: float = 2.0
+    max_delay: float = 8.0
+
+    def delays(self) -> Iterator[float]:
+        d = self.delay
+        for _ in range(self.tries):
+            yield d
+            d = min(self.max_delay, d * self.factor)
+
+
+@dataclass
+class SourceStats:
+    """What a source did.
+
+    Attributes:
+        read: frames taken from the source, corrupt ones included.
+        corrupt: frames that could not be decoded (skipped).
+        reopens: successful reopens after the source stopped.
+        reopen_attempts: every reopen attempt, successful or not.
+        loops: times a looped file started again.
+        expected: frames the file's header announces (None for live sources).
+        ended: why reading stopped (``end of file``, ``stopped``, ``lost: ...``, ``ended early: ...``).
+        lost: True when the source stopped and could not be reopened, or a file ended early.
+    """
+
+    read: int = 0
+    corrupt: int = 0
+    reopens: int = 0
+    reopen_attempts: int = 0
+    loops: int = 0
+    expected: int | None = None
+    ended: str = ""
+    lost: bool = False
+
+
+class VideoSource:
+    """Frames from a video file, a camera, an RTSP/HTTP URL or a GStreamer pipeline, with fault handling.
+
+    * A frame that fails to decode while later ones decode is skipped and counted (``stats.corrupt``);
+      it comes back from :meth:`read` as a :class:`Frame` with ``error`` set, so it keeps its index.
+    * A source that stops (camera unplugged, connection dropped, a file that fails part-way) is
+      reopened after a back-off, at most ``reconnect.tries`` times in a row, each attempt logged; a
+      file is reopened at the frame where it stopped. A file that still fails there ended early
+      (truncated); a live source that cannot be reopened is ``lost``.
+    * ``loop=True`` starts a file again at its end (timestamps keep increasing).
+    * ``pace=True`` delivers a file's frames no faster than its frame rate, like a camera.
+
+    Args:
+        source: file path, camera index, URL or GStreamer pipeline.
+        kind: ``video``, ``camera`` or ``stream`` (default: :func:`classify`).
+        loop: restart a file at its end.
+        pace: deliver a file's frames at its frame rate.
+        reconnect: reopening policy.
+        retry_reads: failed reads in a row that are still treated as corrupt frames (the next read
+            is tried) before the source counts as stopped.
+        timeout_s: open/read time-out for network streams.
+        decode_threads: FFmpeg decoding threads (None: OpenCV's default).
+        capture_factory: ``f(source, kind) -> cv2.VideoCapture``-like object (tests, custom back-ends).
+
+    Raises:
+        SourceError: from :meth:`open` when the source cannot be opened at all.
+
+    Example:
+        >>> src = VideoSource("clip.mp4", loop=True)  # doctest: +SKIP
+        >>> src.open(); frame = src.read(); src.close()  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        source: str | int | Path,
+        kind: str | None = None,
+        *,
+        loop: bool = False,
+        pace: bool = False,
+        reconnect: Reconnect | None = None,
+        retry_reads: int = 3,
+        timeout_s: float = 10.0,
+        decode_threads: int | None = None,
+        capture_factory: Callable[[str | int, str], cv2.VideoCapture] | None = None,
+    ) -> None:
+        self.source = source if isinstance(source, int) else str(source)
+        self.kind = kind or classify(source)
+        if self.kind not in ("video", "camera", "stream"):
+            raise SourceError(f"{source}: a {self.kind} is not a video, camera or stream")
+        self.name = Path(str(source)).name if self.kind == "video" else str(source)
+        self.loop = loop and self.kind == "video"
+        self.pace = pace and self.kind == "video"
+        self.reconnect = reconnect if reconnect is not None else Reconnect()
+        self.retry_reads = max(0, retry_reads)
+        self.timeout_s = timeout_s
+        self.decode_threads = decode_threads
+        self._factory = capture_factory or (
+            lambda s, k: open_capture(s, k, timeout_s=self.timeout_s, decode_threads=self.decode_threads)
+        )
+        self.stats = SourceStats()
+        self.fps: float = 0.0
+        self.size: tuple[int, int] | None = None
+        self._cap = None
+        self._pos = 0  # next frame number within the file (files only)
+        self._index = 0  # next frame index handed out (across loops and reopens)
+        self._t_offset = 0.0  # seconds added to a looped file's timestamps
+        self._last_ts = 0.0
+        self._delays: Iterator[float] | None = None
+        self._attempt = 0
+        self._stop = threading.Event()
+        self._t0: float | None = None
+
+    # -- life cycle ----------------------------------------------------------------------------
+    def open(self) -> VideoSource:
+        """Open the source (once); raises :class:`SourceError` when it cannot be opened."""
+        if self._cap is None:
+            self._cap = self._factory(self.source, self.kind)
+            fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
+            self.fps = fps if 1.0 <= fps <= 240.0 else 0.0
+            w, h = int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0), int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+            self.size = (w, h) if w > 0 and h > 0 else None
+            if self.kind == "video":
+                n = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+                self.stats.expected = n if n > 0 else None
+            log.info("opened %s %s (%s fps, %s)", self.kind, self.source, self.fps or "?", self.size or "size ?")
+        return self
+
+    def stop(self) -> None:
+        """Make :meth:`read` return None soon (interrupts a back-off wait); safe from any thread."""
+        self._stop.set()
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
+    def __enter__(self) -> VideoSource:
+        return self.open()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[Frame]:
+        self.open()
+        try:
+            while (frame := self.read()) is not None:
+                yield frame
+        finally:
+            self.close()
+
+    # -- reading -------------------------------------------------------------------------------
+    def _grab(self, out: np.ndarray | None) -> np.ndarray | None:
+        try:
+            ok, img = self._cap.read(out) if out is not None else self._cap.read()
+        except Exception as e:  # a back-end or a wrapper may raise instead of returning False
+            log.warning("%s: read failed: %s: %s", self.name, type(e).__name__, e)
+            return None
+        if not ok or img is None:
+            return None
+        if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8 or img.size == 0:
+            log.warning("%s: frame of unexpected shape %s dtype %s", self.name, img.shape, img.dtype)
+            return None
+        return img
+
+    def _timestamp(self) -> float:
+        if self.kind != "video":
+            return time.time()
+        ms = float(self._cap.get(cv2.CAP_PROP_POS_MSEC) or 0.0)
+        if ms <= 0 and self.fps and self._pos > 1:
+            ms = (self._pos - 1) * 1000.0 / self.fps
+        return self._t_offset + ms / 1e3
+
+    def _past_end(self) -> bool:
+        n = self.stats.expected
+        return n is None or self._pos >= n
+
+    def _reopen(self, why: str) -> bool:
+        """Reopen after a back-off; a file at the frame where it stopped. False once the tries are spent."""
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+        if self._delays is None:
+            self._delays = self.reconnect.delays()
+            self._attempt = 0
+        for delay in self._delays:
+            self._attempt += 1
+            if self.kind == "video":
+                delay = min(delay, 0.1)  # a file does not come back by waiting
+            log.warning("%s: %s; reopening in %.1f s (attempt %d of %d)", self.name, why, delay, self._attempt,
+                        self.reconnect.tries)  # fmt: skip
+            if self._stop.wait(delay):
+                return False
+            self.stats.reopen_attempts += 1
+            try:
+                cap = self._factory(self.source, self.kind)
+            except SourceError as e:
+                log.warning("%s: reopen attempt %d failed: %s", self.name, self._attempt, e)
+                why = "still unavailable"
+                continue
+            if self.kind == "video" and self._pos > 0 and not self._seek(cap, self._pos):
+                cap.release()
+                log.warning("%s: cannot get back to frame %d after reopening", self.name, self._pos)
+                return False
+            self._cap = cap
+            self.stats.reopens += 1
+            log.warning("%s: reopened (attempt %d)%s", self.name, self._attempt,
+                        f" at frame {self._pos}" if self.kind == "video" else "")  # fmt: skip
+            return True
+        return False
+
+    def _seek(self, cap, pos: int) -> bool:
+        """Put ``cap`` at frame ``pos``; a seek that lands early is finished by reading forward."""
+        try:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, pos)
+            got = int(cap.get(cv2.CAP_PROP_POS_FRAMES))
+            for _ in range(max(0, pos - got) + self.retry_reads):
+                if got >= pos:
+                    break
+                cap.grab()
+                got = int(cap.get(cv2.CAP_PROP_POS_FRAMES))
+            return got == pos
+        except Exception as e:  # a wrapper or back-end that raises
+            log.warning("%s: seek to frame %d failed: %s", self.name, pos, e)
+            return False
+
+    def _restart_loop(self) -> bool:
+        step = 1.0 / self.fps if self.fps else 0.04
+        self._t_offset = self._last_ts + step
+        self.stats.loops += 1
+        self._pos = 0
+        if self._cap is not None and self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0):
+            return True
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+        try:
+            self._cap = self._factory(self.source, self.kind)
+        except SourceError as e:
+            self.stats.lost = True
+            self.stats.ended = f"lost: cannot reopen for the next loop: {e}"
+            return False
+        return True
+
+    def _pace(self, ts: float) -> None:
+        if self._t0 is None:
+            self._t0 = time.perf_counter() - ts
+        wait = self._t0 + ts - time.perf_counter()
+        if wait > 0:
+            self._stop.wait(wait)
+
+    def read(self, out: np.ndarray | None = None) -> Frame | None:
+        """The next good frame, or None when the source ended, was lost or :meth:`stop` was called.
+
+        Frames that fail to decode are skipped: they are counted in ``stats.corrupt`` (and
+        ``stats.read``) and their indices are left out, so a gap in ``Frame.index`` marks them.
+
+        Args:
+            out: a buffer of the frame's shape to decode into (no allocation per frame).
+        """
+        self.open()
+        failures = 0
+        reopened = False
+        while not self._stop.is_set():
             t0 = time.perf_counter()
-            ok, img = cap.read()
-            if not ok:
-                break
-            ts = cap.get(cv2.CAP_PROP_POS_MSEC) / 1e3 if kind == "video" else time.time()
-            yield Frame(i, img, name, timestamp=ts, read_ms=(time.perf_counter() - t0) * 1e3)
-            i += 1
-    finally:
-        cap.release()
+            img = self._grab(out) if self._cap is not None else None
+            if img is not None:
+                if failures:
+                    log.warning("%s: %d frame(s) before frame %d could not be decoded; skipped", self.name,
+                                failures, self._index + failures)  # fmt: skip
+                    self.stats.corrupt += failures
+                    self.stats.read += failures
+                    self._index += failures
+                self._pos += 1
+                self._delays = None
+                i = self._index
+                self._index += 1
+                self.stats.read += 1
+                ts = self._last_ts = self._timestamp()
+                if self.pace:
+                    self._pace(ts)
+                return Frame(i, img, self.name, timestamp=ts, read_ms=(time.perf_counter() - t0) * 1e3)
+            failures += 1
+            self._pos += 1
+            at_end = self.kind == "video" and self._past_end()
+            if failures <= self.retry_reads and not at_end and self._cap is not None:
+                continue  # maybe one bad frame: try the next
+            # The source stopped; the failed reads were its end, not corrupt frames.
+            self._pos -= failures
+            failures = 0
+            if self.kind == "video" and self._past_end():
+                if self.loop and self.stats.read > 0 and self._restart_loop():
+                    continue
+                self.stats.ended = self.stats.ended or "end of file"
+                return None
+            if self.kind == "video" and (reopened or not self._reopen(f"stopped at frame {self._pos}")):
+                if self._stop.is_set():
+                    break
+                n = self.stats.expected
+                self.stats.lost = True
+                self.stats.ended = f"ended early: frame {self._pos} of {n} cannot be read (truncated or damaged file)"
+                log.warning("%s: %s", self.name, self.stats.ended)
+                return None
+            if self.kind != "video" and not self._reopen(f"stopped after frame {self._index - 1}"):
+                if self._stop.is_set():
+                    break
+                self.stats.lost = True
+                self.stats.ended = (f"lost: stopped after frame {self._index - 1} and could not be reopened "
+                                    f"({self.reconnect.tries} tries)")  # fmt: skip
+                log.error("%s: %s", self.name, self.stats.ended)
+                return None
+            reopened = True
+        self.stats.ended = self.stats.ended or "stopped"
+        return None
 
 
-def iter_frames(source: str | int | Path) -> Iterator[Frame]:
-    """Yield the frames of any source.
+class ImageSource:
+    """Frames from an image file or every file of a folder; a file that cannot be read is a frame with
+    ``error`` set (the run goes on)."""
+
+    def __init__(self, source: str | Path, kind: str | None = None) -> None:
+        self.kind = kind or classify(source)
+        path = Path(source)
+        self.paths = [path] if self.kind == "image" else folder_files(path)
+        self.name = path.name
+        self.stats = SourceStats(expected=len(self.paths))
+        self.fps = 0.0
+        self.loop = False
+        self._i = 0
+        self._stop = threading.Event()
+
+    def open(self) -> ImageSource:
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def close(self) -> None:
+        pass
+
+    def read(self, out: np.ndarray | None = None) -> Frame | None:
+        if self._stop.is_set() or self._i >= len(self.paths):
+            self.stats.ended = self.stats.ended or ("stopped" if self._stop.is_set() else "end of input")
+            return None
+        frame = _image_frame(self._i, self.paths[self._i])
+        self._i += 1
+        self.stats.read += 1
+        return frame
+
+
+class IterableSource:
+    """Frames from any iterable of BGR images (numpy arrays) or :class:`Frame` objects, e.g. a
+    camera library's generator; indices count from 0 and timestamps are wall-clock when absent."""
+
+    def __init__(self, frames: Iterable, name: str = "frames", fps: float = 0.0) -> None:
+        self._it = iter(frames)
+        self.kind = "frames"
+        self.name = name
+        self.fps = fps
+        self.loop = False
+        self.stats = SourceStats()
+        self._i = 0
+        self._stop = threading.Event()
+
+    def open(self) -> IterableSource:
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def close(self) -> None:
+        close = getattr(self._it, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:  # pragma: no cover - a generator already running elsewhere
+                pass
+
+    def read(self, out: np.ndarray | None = None) -> Frame | None:
+        if self._stop.is_set():
+            self.stats.ended = self.stats.ended or "stopped"
+            return None
+        t0 = time.perf_counter()
+        try:
+            item = next(self._it)
+        except StopIteration:
+            self.stats.ended = self.stats.ended or "end of input"
+            return None
+        self.stats.read += 1
+        if isinstance(item, Frame):
+            self._i = item.index + 1
+            return item
+        i = self._i
+        self._i += 1
+        if not isinstance(item, np.ndarray):
+            return Frame(i, None, self.name, timestamp=time.time(), error=f"frame {i}: not an image ({type(item).__name__})")
+        return Frame(i, item, self.name, timestamp=time.time(), read_ms=(time.perf_counter() - t0) * 1e3)
+
+
+def open_source(
+    source: str | int | Path | Iterable,
+    *,
+    loop: bool = False,
+    pace: bool = False,
+    reconnect: Reconnect | None = None,
+    timeout_s: float = 10.0,
+    decode_threads: int | None = None,
+    capture_factory: Callable | None = None,
+):
+    """The right source object for anything :func:`classify` knows, or an iterable of images.
+
+    Returns:
+        a :class:`VideoSource`, :class:`ImageSource` or :class:`IterableSource` (not opened yet).
+
+    Raises:
+        SourceError: a path that does not exist.
+    """
+    if isinstance(source, (VideoSource, ImageSource, IterableSource)):
+        return source
+    if not isinstance(source, (str, int, Path)):
+        if isinstance(source, np.ndarray):
+            return IterableSource([source], name="array")
+        return IterableSource(source)
+    kind = classify(source)
+    if kind in ("image", "folder"):
+        return ImageSource(source, kind)
+    return VideoSource(source, kind, loop=loop, pace=pace, reconnect=reconnect, timeout_s=timeout_s,
+                       decode_threads=decode_threads, capture_factory=capture_factory)  # fmt: skip
+
+
+def iter_frames(source: str | int | Path, **kw) -> Iterator[Frame]:
+    """Yield the frames of any source (keyword arguments as :func:`open_source`).
 
     Raises:
         SourceError: the source does not exist or cannot be opened.
     """
-    kind = classify(source)
-    if kind == "image":
-        yield _image_frame(0, Path(source))
-    elif kind == "folder":
-        for i, p in enumerate(folder_files(Path(source))):
-            yield _image_frame(i, p)
-    else:
-        yield from _video_frames(source, kind)
+    src = open_source(source, **kw)
+    src.open()
+    try:
+        while (frame := src.read()) is not None:
+            yield frame
+    finally:
+        src.close()
 
 
 def frame_count(source: str | int | Path) -> int | None:
