@@ -35,7 +35,7 @@ class DecoderConfig:
     ==========================  ============  ==========================================================
     field                       default       meaning
     ==========================  ============  ==========================================================
-    ``peak_threshold``          0.1           a part peak must be strictly above this heatmap value (>= 0)
+    ``peak_threshold``          0.1           a peak must be strictly above this (smoothed) map value (>= 0)
     ``smooth``                  False         Gaussian-smooth the heatmaps before peak finding
     ``smooth_sigma``            1.0           that Gaussian's sigma (cells); separable, reflect borders
     ``max_peaks_per_part``      32            keep at most this many (the strongest) peaks per part

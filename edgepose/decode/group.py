@@ -35,11 +35,15 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgepose.decode.config import PERSON_SCORE_MODES
 from edgepose.decode.structs import Connections, Peaks, People
+
+if TYPE_CHECKING:
+    from edgepose.layouts import Layout
 
 __all__ = ["group_people", "person_scores"]
 
@@ -47,7 +51,7 @@ __all__ = ["group_people", "person_scores"]
 def group_people(
     peaks: Peaks,
     conns: Connections,
-    layout=None,
+    layout: Layout | None = None,
     *,
     limbs: Sequence[Sequence[int]] | None = None,
     min_parts: int = 3,

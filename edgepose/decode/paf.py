@@ -29,17 +29,21 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgepose.decode._numeric import clean
+from edgepose.decode._numeric import VALUE_LIMIT, clean
 from edgepose.decode.structs import Connections, Peaks
 from edgepose.decode.workspace import Workspace
+
+if TYPE_CHECKING:
+    from edgepose.layouts import Layout
 
 __all__ = ["limb_pairs", "sample_pafs", "paf_scores", "limb_table"]
 
 _MIN_LENGTH = 1e-3  # cells; shorter limbs have no direction and are never candidates
-_PROBE_MIN_PAIRS = 384  # below this, one full pass is cheaper than probe + pass (measured)
+_PROBE_MIN_PAIRS = 256  # below this, one pass over all samples is cheaper than two (measured)
 
 
 def limb_table(limbs: Sequence[Sequence[int]], channels: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -111,47 +115,68 @@ def sample_pafs(
         >>> d.tolist(), n.tolist()
         ([[0.5, 0.5, 0.5, 0.5]], [3.0])
     """
-    _, h, w = pafs.shape
-    xa = xy_a[:, 0:1]
-    ya = xy_a[:, 1:2]
-    dx = xy_b[:, 0:1] - xa
-    dy = xy_b[:, 1:2] - ya
-    length = np.sqrt(dx * dx + dy * dy)
     if np.ndim(samples) == 0:
         t = np.linspace(0.0, 1.0, int(samples), dtype=np.float32)
     else:
         t = np.asarray(samples, np.float32)
-    # sample points (N, S), kept inside the map
-    px = np.clip(xa + dx * t, 0.0, w - 1)
-    py = np.clip(ya + dy * t, 0.0, h - 1)
-    x0 = px.astype(np.int64)  # floor: px >= 0
-    y0 = py.astype(np.int64)
-    fx = (px - x0).astype(np.float32)
-    fy = (py - y0).astype(np.float32)
-    x1 = np.minimum(x0 + 1, w - 1)
-    y1 = np.minimum(y0 + 1, h - 1)
-    r0 = y0 * w
-    r1 = y1 * w
-    corners = np.stack([r0 + x0, r0 + x1, r1 + x0, r1 + x1], axis=-1)  # (N, S, 4)
-    gx = 1.0 - fx
-    gy = 1.0 - fy
-    weights = np.stack([gx * gy, fx * gy, gx * fy, fx * fy], axis=-1)  # (N, S, 4)
-    flat = pafs.reshape(-1)
+    _, h, w = pafs.shape
+    lim = np.array([w - 1, h - 1], np.float32)
+    xy_a = np.clip(xy_a, 0.0, lim, dtype=np.float32)  # the whole segment is then inside the map
+    xy_b = np.clip(xy_b, 0.0, lim, dtype=np.float32)
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN / inf in the maps: handled below
+        dots, length = _sample(pafs, xy_a, xy_b, chan, t, clean_values=False)
+    # Non-finite map values (or absurd ones that would overflow) show up in the dots: only then
+    # pay for cleaning every sampled value.
+    if dots.size and not (-VALUE_LIMIT <= dots.min() and dots.max() <= VALUE_LIMIT):
+        dots, length = _sample(pafs, xy_a, xy_b, chan, t, clean_values=True)
+    return dots, length
+
+
+def _sample(
+    pafs: np.ndarray, xy_a: np.ndarray, xy_b: np.ndarray, chan: np.ndarray, t: np.ndarray, clean_values: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    _, h, w = pafs.shape
     hw = h * w
-    vx = clean(flat[corners + (chan[:, 0] * hw)[:, None, None]])
-    vy = clean(flat[corners + (chan[:, 1] * hw)[:, None, None]])
-    ok = length > _MIN_LENGTH
-    inv = np.divide(1.0, length, out=np.zeros_like(length), where=ok)
-    ux = (dx * inv)[:, :, None]
-    uy = (dy * inv)[:, :, None]
-    dots = ((vx * ux + vy * uy) * weights).sum(axis=-1, dtype=np.float32)
+    xa = xy_a[:, 0:1]
+    ya = xy_a[:, 1:2]
+    dx = xy_b[:, 0:1] - xa
+    dy = xy_b[:, 1:2] - ya
+    px = xa + dx * t  # (N, S), inside [0, w-1] up to rounding
+    py = ya + dy * t
+    x0 = px.astype(np.intp)  # floor (truncation; px >= -eps)
+    y0 = py.astype(np.intp)
+    fx = np.subtract(px, x0, dtype=np.float32)
+    fy = np.subtract(py, y0, dtype=np.float32)
+    x1 = np.minimum(x0 + 1, w - 1)
+    y0 *= w  # row offsets
+    y1 = np.minimum(y0 + w, hw - w)
+    i00 = y0 + x0
+    i01 = y0 + x1
+    i10 = y1 + x0
+    i11 = y1 + x1
+    flat = pafs.reshape(-1)
+
+    def bilinear(base: np.ndarray) -> np.ndarray:
+        v00, v01, v10, v11 = flat[i00 + base], flat[i01 + base], flat[i10 + base], flat[i11 + base]
+        if clean_values:
+            for v in (v00, v01, v10, v11):
+                clean(v)
+        top = v00 + (v01 - v00) * fx
+        bottom = v10 + (v11 - v10) * fx
+        return top + (bottom - top) * fy
+
+    vx = bilinear(chan[:, 0:1] * hw)
+    vy = bilinear(chan[:, 1:2] * hw)
+    length = np.sqrt(dx * dx + dy * dy)
+    inv = np.divide(1.0, length, out=np.zeros_like(length), where=length > _MIN_LENGTH)
+    dots = vx * (dx * inv) + vy * (dy * inv)
     return dots, length[:, 0]
 
 
 def paf_scores(
     pafs: np.ndarray,
     peaks: Peaks,
-    layout=None,
+    layout: Layout | None = None,
     *,
     limbs: Sequence[Sequence[int]] | np.ndarray | None = None,
     channels: Sequence[Sequence[int]] | np.ndarray | None = None,
@@ -189,18 +214,25 @@ def paf_scores(
         return Connections.empty()
     pafs = as_float32(pafs, workspace)
     h = pafs.shape[1]
+    xa, xb, chan = peaks.xy[a], peaks.xy[b], ct[limb]
     need = min_inlier_fraction * samples - 1e-6  # inliers a candidate needs
-    probe = _probe_points(samples, need)
-    if probe is not None and limb.size > _PROBE_MIN_PAIRS:
-        # Exact pre-filter: a pair whose probe samples fail more often than a candidate may fail
-        # overall can never be one, so most wrong pairs are rejected at a fraction of the cost.
-        dots, _ = sample_pafs(pafs, peaks.xy[a], peaks.xy[b], ct[limb], probe)
-        fails = probe.size - np.count_nonzero(dots > inlier_threshold, axis=1)
+    probe = _probe_columns(samples, need)
+    if probe is None or limb.size <= _PROBE_MIN_PAIRS:
+        dots, length = sample_pafs(pafs, xa, xb, chan, samples)
+    else:
+        # Exact pre-filter: sample a few points first; a pair that already failed more of them
+        # than a candidate may fail overall is dropped before the other samples are read.
+        t = np.linspace(0.0, 1.0, samples, dtype=np.float32)
+        first, length = sample_pafs(pafs, xa, xb, chan, t[probe])
+        fails = probe.size - np.count_nonzero(first > inlier_threshold, axis=1)
         alive = np.flatnonzero(fails <= samples - np.ceil(need))
         if alive.size == 0:
             return Connections.empty()
-        limb, a, b = limb[alive], a[alive], b[alive]
-    dots, length = sample_pafs(pafs, peaks.xy[a], peaks.xy[b], ct[limb], samples)
+        limb, a, b, xa, xb, chan, length = (x[alive] for x in (limb, a, b, xa, xb, chan, length))
+        rest = np.setdiff1d(np.arange(samples), probe)
+        dots = np.empty((alive.size, samples), np.float32)
+        dots[:, probe] = first[alive]
+        dots[:, rest] = sample_pafs(pafs, xa, xb, chan, t[rest])[0]
     inliers = np.count_nonzero(dots > inlier_threshold, axis=1)
     with np.errstate(divide="ignore"):
         prior = np.minimum(0.0, 0.5 * h / length - 1.0)
@@ -213,18 +245,17 @@ def paf_scores(
     return Connections(limb=limb[idx], a=a[idx], b=b[idx], score=score[idx].astype(np.float32))
 
 
-def _probe_points(samples: int, need: float) -> np.ndarray | None:
-    """Fractions ``t`` of the pre-filter's probe samples, or None when probing cannot help.
+def _probe_columns(samples: int, need: float) -> np.ndarray | None:
+    """Sample indices the pre-filter reads first, or None when it cannot reject anything early.
 
-    A candidate may fail at most ``samples - ceil(need)`` samples; probing one more than that
-    (distinct interior points, spread along the segment) rejects a pair as soon as all fail.
+    A candidate may fail at most ``samples - ceil(need)`` samples; reading one more than that
+    (distinct interior points, spread along the segment) rejects a pair as soon as all of them fail.
     """
     allowed = samples - int(np.ceil(need))
     k = allowed + 1
     if k > samples - 2:
         return None
-    pos = np.floor(np.linspace(0, samples - 1, k + 2)[1:-1] + 0.5).astype(np.int64)
-    return np.linspace(0.0, 1.0, samples, dtype=np.float32)[pos]  # bit-identical to the full pass
+    return np.floor(np.linspace(0, samples - 1, k + 2)[1:-1] + 0.5).astype(np.int64)
 
 
 def as_float32(maps: np.ndarray, workspace: Workspace | None = None) -> np.ndarray:

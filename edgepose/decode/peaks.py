@@ -253,32 +253,30 @@ def refine_peaks(heatmaps: np.ndarray, peaks: Peaks) -> Peaks:
         >>> refine_peaks(hm, find_peaks(hm)).xy
         array([[4.3, 3.8]], dtype=float32)
     """
-    n = len(peaks)
-    if n == 0:
+    if len(peaks) == 0:
         return peaks
     _, h, w = heatmaps.shape
-    x = peaks.xy[:, 0].astype(np.int64)
-    y = peaks.xy[:, 1].astype(np.int64)
-    # centre, left, right, up, down (clipped indices; the border axes are masked below)
-    xs = np.clip(x[:, None] + np.array([0, -1, 1, 0, 0]), 0, w - 1)
-    ys = np.clip(y[:, None] + np.array([0, 0, 0, -1, 1]), 0, h - 1)
-    v = np.asarray(heatmaps[peaks.part[:, None], ys, xs], dtype=np.float64)
-    clean(v)
-    c, left, right, up, down = v.T
-    dx = _vertex(left, c, right, (x > 0) & (x < w - 1))
-    dy = _vertex(up, c, down, (y > 0) & (y < h - 1))
-    xy = np.empty_like(peaks.xy)
-    xy[:, 0] = x + dx
-    xy[:, 1] = y + dy
-    return Peaks(part=peaks.part, xy=xy, score=peaks.score, offsets=peaks.offsets)
-
-
-def _vertex(lo: np.ndarray, c: np.ndarray, hi: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Offset of the extremum of the parabola through (-1, lo), (0, c), (1, hi), in [-0.5, 0.5]."""
-    pos = (lo > 0) & (c > 0) & (hi > 0)
-    if pos.any():
-        lo, c, hi = (np.where(pos, np.log(np.where(pos, a, 1.0)), a) for a in (lo, c, hi))
+    xy = peaks.xy.astype(np.intp)  # (n, 2) integer x, y
+    # values at the centre and the 4 neighbours, indices clipped (border axes are masked below)
+    xs = np.minimum(np.maximum(xy[:, 0:1] + _DX, 0), w - 1)
+    ys = np.minimum(np.maximum(xy[:, 1:2] + _DY, 0), h - 1)
+    v = clean(heatmaps[peaks.part[:, None], ys, xs].astype(np.float64))  # (n, 5): c, l, r, u, d
+    lo, c, hi = v[:, 1::2], v[:, 0:1], v[:, 2::2]  # (n, 2): x axis, y axis
+    inside = (xy > 0) & (xy < np.array([w - 1, h - 1]))
+    # Gaussian fit (parabola through the logs) where all three are > 0, else a plain parabola
+    logs = (lo > 0) & (c > 0) & (hi > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lv = np.log(v)
+    lo = np.where(logs, lv[:, 1::2], lo)
+    c = np.where(logs, lv[:, 0:1], c)
+    hi = np.where(logs, lv[:, 2::2], hi)
     den = lo - 2.0 * c + hi
-    out = np.zeros_like(c)
-    np.divide(0.5 * (lo - hi), den, out=out, where=valid & (den < 0))
-    return np.clip(out, -0.5, 0.5)
+    off = np.zeros_like(den)
+    np.divide(0.5 * (lo - hi), den, out=off, where=inside & (den < 0))
+    np.clip(off, -0.5, 0.5, out=off)
+    return Peaks(part=peaks.part, xy=(xy + off).astype(np.float32), score=peaks.score, offsets=peaks.offsets)
+
+
+_DX = np.array([0, -1, 1, 0, 0], np.intp)  # centre, left, right, up, down
+_DY = np.array([0, 0, 0, -1, 1], np.intp)
+_DX.flags.writeable = _DY.flags.writeable = False  # shared constants, never written

@@ -18,6 +18,8 @@ stride, and undo any letterbox, to get image pixels). NaN and inf in the maps co
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from edgepose.decode.assign import assign_connections
@@ -27,12 +29,15 @@ from edgepose.decode.paf import paf_scores
 from edgepose.decode.peaks import _nms, load_heatmaps, refine_peaks
 from edgepose.decode.workspace import Workspace
 
+if TYPE_CHECKING:
+    from edgepose.layouts import Layout
+
 __all__ = ["decode", "check_maps"]
 
 _DEFAULT = DecoderConfig()
 
 
-def check_maps(heatmaps: np.ndarray, pafs: np.ndarray, layout) -> int:
+def check_maps(heatmaps: np.ndarray, pafs: np.ndarray, layout: Layout) -> int:
     """Check the maps' shapes against the layout; return the number of parts P.
 
     Raises:
@@ -57,7 +62,7 @@ def check_maps(heatmaps: np.ndarray, pafs: np.ndarray, layout) -> int:
 def decode(
     heatmaps: np.ndarray,
     pafs: np.ndarray,
-    layout,
+    layout: Layout,
     config: DecoderConfig | None = None,
     workspace: Workspace | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -17,8 +17,12 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from edgepose.layouts import Layout
 
 __all__ = ["TEMPLATE", "stick_figure", "render_maps"]
 
@@ -55,7 +59,7 @@ TEMPLATE: dict[str, tuple[float, float]] = {
 }
 
 
-def stick_figure(layout, centre: tuple[float, float], height: float) -> np.ndarray:
+def stick_figure(layout: Layout, centre: tuple[float, float], height: float) -> np.ndarray:
     """Keypoints (P, 2) ``(x, y)`` of a standing person, from the layout's part names.
 
     Args:
@@ -71,7 +75,7 @@ def stick_figure(layout, centre: tuple[float, float], height: float) -> np.ndarr
 
 
 def render_maps(
-    layout,
+    layout: Layout,
     people: Sequence[np.ndarray],
     shape: tuple[int, int],
     *,
