@@ -32,12 +32,12 @@ import numpy as np
 from converters import __version__
 from converters.common import (
     ExportError,
+    check_writable,
     require,
     save_atomic,
     simplify,
     stamp_versions,
     step,
-    check_writable,
 )
 from converters.metadata import get_props, set_metadata, sha256_file
 from edgepose.layouts import get_layout

@@ -94,7 +94,7 @@ class Layout:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Layout":
+    def from_dict(cls, d: dict) -> Layout:
         return cls(
             id=str(d["id"]),
             names=tuple(str(n) for n in d["names"]),

@@ -79,7 +79,7 @@ class ModelMeta:
         return props
 
     @classmethod
-    def from_props(cls, props: dict[str, str], where: str = "model") -> "ModelMeta":
+    def from_props(cls, props: dict[str, str], where: str = "model") -> ModelMeta:
         """Parse ``metadata_props``.
 
         Raises:

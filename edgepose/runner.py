@@ -19,8 +19,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from edgepose._ort import ort
 
+from edgepose._ort import ort
 from edgepose.decode import DecoderConfig, Workspace, decode
 from edgepose.imageio import ImageError, to_bgr8
 from edgepose.meta import HEATMAPS, INPUT, PAFS, MetadataError, ModelMeta

@@ -13,7 +13,7 @@ from edgepose._ort import ort
 __all__ = ["session_options"]
 
 
-def session_options(threads: int, log_severity: int = 3) -> "ort.SessionOptions":
+def session_options(threads: int, log_severity: int = 3) -> ort.SessionOptions:
     """The session options edgepose runs with (see the README's benchmark notes for why).
 
     Args:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-
 from conftest import IMAGES
+from tiny_models import tiny_model
+
 from edgepose.imageio import ImageError, read_image
 from edgepose.runner import ModelError, PoseEstimator, fit_size, parse_size
-from tiny_models import tiny_model
 
 
 def load(name: str) -> np.ndarray:
