@@ -321,6 +321,7 @@ class Stream:
         self._started = False
         self._closed = False
         self._got_end = False
+        self._max_reached = False
         self._error: BaseException | None = None
         self._x: np.ndarray | None = None  # the network input buffer, reused
         self._t_first: float | None = None
@@ -517,6 +518,7 @@ class Stream:
         try:
             while not self._stop.is_set():
                 if self.max_frames is not None and delivered >= self.max_frames:
+                    self._max_reached = True
                     break
                 ok, buf = self._pool.acquire(self._force.is_set)
                 if not ok:
@@ -639,7 +641,7 @@ class Stream:
             st.read = src.read
             if src.corrupt:
                 st.dropped["corrupt"] = src.corrupt
-            st.source_ended = src.ended
+            st.source_ended = src.ended or (f"stopped after {self.max_frames} frames" if self._max_reached else "")
             st.source_lost = src.lost
             st.reopens = src.reopens
             st.loops = src.loops

@@ -1,13 +1,18 @@
-"""``edgepose run SOURCE``: an image, a folder of images, a video file, a camera index or a stream.
+"""``edgepose run SOURCE``: an image, a folder of images, a video file, a camera index, an RTSP/HTTP
+URL or a GStreamer pipeline, through the pipelined stream (:mod:`edgepose.stream`).
 
 Nothing stops at one bad input: a frame that fails is recorded (in the JSON outputs and the
-summary), the run goes on, and the exit status is 1 when anything failed.
+summary), the run goes on, and the exit status is 1 when anything failed (a failed or corrupt
+frame, a source lost or ended early, a sink that could not write). SIGINT/SIGTERM stop reading,
+finish the frames already read and flush every output; a second signal drops what is in flight.
+After SIGINT the exit status is 130; after SIGTERM it is that of a normal end (a service stop).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -15,92 +20,153 @@ from edgepose.commands import add_model_args, estimator_from_args
 
 log = logging.getLogger(__name__)
 
+#: failures listed one by one after the summary (the rest are counted)
+MAX_LISTED = 20
+
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", help="image, folder, video file, camera index (0, 1, ...), RTSP/HTTP URL or GStreamer pipeline")
     add_model_args(p)
-    p.add_argument("--json-dir", type=Path, help="write one OpenPose JSON file per frame into this folder")
-    p.add_argument("--coco-out", type=Path, help="write COCO keypoint results (COCO-17 order) to this file")
-    p.add_argument("--render", type=Path, help="write rendered overlays: an image file, a folder, or a video file (.mp4)")
+    out = p.add_argument_group("outputs")
+    out.add_argument("--json-dir", type=Path, help="write one OpenPose JSON file per frame into this folder")
+    out.add_argument("--coco-out", type=Path, help="write COCO keypoint results (COCO-17 order) to this file")
+    out.add_argument("--render", type=Path, help="write rendered overlays: an image file, a folder, or a video file (.mp4)")
+    out.add_argument("--jsonl", metavar="FILE|-", help="one JSON line per frame (index, timestamp, people with ids, "
+                     "timings) to a file or - for standard output")  # fmt: skip
+    out.add_argument("--mqtt", metavar="HOST[:PORT]/TOPIC", help="publish each frame's JSON line to an MQTT broker "
+                     "(needs the mqtt extra)")  # fmt: skip
+    out.add_argument("--mqtt-qos", type=int, choices=(0, 1, 2), default=0, help="MQTT quality of service (default 0)")
+    out.add_argument("--stats-json", type=Path, help="write the run's counts, timings and threads as JSON")
+    st = p.add_argument_group("streaming")
+    st.add_argument("--realtime", action="store_true", help="keep only the newest frame when inference falls "
+                    "behind (drops are counted); files are read at their frame rate")  # fmt: skip
+    st.add_argument("--loop", action="store_true", help="start a video file again at its end")
+    st.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames")
+    st.add_argument("--queue-size", type=int, default=2, metavar="N", help="capacity of each queue between stages (default 2)")
+    st.add_argument("--decode-threads", type=int, default=None, metavar="N",
+                    help="FFmpeg threads decoding the video (default: OpenCV's, one per core)")  # fmt: skip
+    st.add_argument("--reconnect-tries", type=int, default=5, metavar="N",
+                    help="reopen a source that stops at most N times in a row (default 5; 0: never)")  # fmt: skip
+    st.add_argument("--reconnect-delay", type=float, default=0.5, metavar="S",
+                    help="first back-off before reopening, doubled each try up to 8 s (default 0.5)")  # fmt: skip
+    st.add_argument("--timeout", type=float, default=10.0, metavar="S", help="open/read time-out of network streams (default 10)")
+    tr = p.add_argument_group("tracking")
+    tr.add_argument("--no-track", action="store_true", help="no person ids (default: ids for video, cameras, streams)")
+    tr.add_argument("--track-max-age", type=int, default=10, metavar="N", help="frames a person may be missing and keep "
+                    "the same id (default 10)")  # fmt: skip
+    tr.add_argument("--smooth", action="store_true", help="One-Euro smoothing of tracked keypoints")
+    tr.add_argument("--smooth-min-cutoff", type=float, default=1.0, metavar="HZ", help="One-Euro cut-off at rest (default 1.0)")
+    tr.add_argument("--smooth-beta", type=float, default=0.02, help="One-Euro speed coefficient (default 0.02)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
+
+
+def _sinks(args: argparse.Namespace, kind: str, fps: float) -> list:
+    from edgepose.sinks import CocoWriter, JsonLinesSink, MqttSink, OpenPoseJsonDir, RenderSink, parse_mqtt_url
+
+    made: list = []
+    try:
+        if args.mqtt:  # first: an unreachable broker fails before any file is created
+            made.append(MqttSink(*parse_mqtt_url(args.mqtt), qos=args.mqtt_qos))
+        if args.json_dir:
+            made.append(OpenPoseJsonDir(args.json_dir, per_frame=kind not in ("image", "folder")))
+        if args.coco_out:
+            made.append(CocoWriter(args.coco_out))
+        if args.render:
+            if kind == "folder" and args.render.suffix:
+                raise ValueError("--render must be a folder when the source is a folder")
+            made.append(RenderSink(args.render, fps=fps or 25.0))
+        if args.jsonl:
+            made.append(JsonLinesSink(args.jsonl))
+    except BaseException:
+        for s in made:
+            s.close()
+        raise
+    return made
 
 
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from edgepose.results import FrameResult
-    from edgepose.sinks import CocoWriter, OpenPoseJsonDir, RenderSink
-    from edgepose.sources import classify, frame_count, iter_frames
+    from edgepose.sources import Reconnect, classify, open_source
+    from edgepose.stream import DROP_REASONS, Stream, stop_on_signals
 
     kind = classify(args.source)  # raises SourceError for a missing path
-    est = estimator_from_args(args)
-    print(f"model {est.model_path.name} on {', '.join(est.providers)}, input budget {est.budget[0]}x{est.budget[1]}",
-          file=sys.stderr)  # fmt: skip
-    per_frame = kind not in ("image", "folder")
-    json_sink = OpenPoseJsonDir(args.json_dir, per_frame=per_frame) if args.json_dir else None
-    coco_sink = CocoWriter(args.coco_out) if args.coco_out else None
-    render_sink = None
-    if args.render:
-        render_path = args.render
-        if kind == "folder" and render_path.suffix:
-            raise ValueError("--render must be a folder when the source is a folder")
-        render_sink = RenderSink(render_path, fps=_fps(args.source, kind))
-    total = frame_count(args.source)
-    counts = {"frames": 0, "ok": 0, "failed": 0, "people": 0}
-    failures: list[tuple[str, str]] = []
-    bar = tqdm(total=total, unit="frame", disable=args.no_progress or kind == "image", file=sys.stderr)
+    if args.max_frames is not None and args.max_frames < 1:
+        raise ValueError("--max-frames must be at least 1")
+    smoothing = None
+    if args.smooth:
+        if args.no_track:
+            raise ValueError("--smooth needs tracking (drop --no-track)")
+        from edgepose.tracking import Smoothing
+
+        smoothing = Smoothing(min_cutoff=args.smooth_min_cutoff, beta=args.smooth_beta)
+    reconnect = Reconnect(tries=max(0, args.reconnect_tries), delay=max(0.0, args.reconnect_delay))
+    source = open_source(args.source, loop=args.loop, pace=args.realtime, reconnect=reconnect, timeout_s=args.timeout,
+                         decode_threads=args.decode_threads)  # fmt: skip
+    source.open()  # an unopenable source fails before the model is loaded
     try:
-        for frame in iter_frames(args.source):
-            counts["frames"] += 1
-            if frame.error is None:
-                try:
-                    result = est.predict(frame.image, index=frame.index, source=frame.name, read_ms=frame.read_ms)
-                    result.timestamp = frame.timestamp
-                    result.warnings[:0] = frame.warnings
-                except Exception as e:  # a frame that breaks the model must not end the run
-                    log.exception("frame %s failed", frame.name)
-                    frame.error = f"{frame.name}: {type(e).__name__}: {e}"
-            if frame.error is not None:
-                result = FrameResult(people=[], image_size=(0, 0), layout=est.layout, index=frame.index,
-                                     source=frame.name, error=frame.error)  # fmt: skip
-                failures.append((frame.name, frame.error))
-                counts["failed"] += 1
-                bar.write(f"skipped {frame.error}")
-            else:
-                counts["ok"] += 1
-                counts["people"] += len(result.people)
-                for w in result.warnings:
-                    bar.write(f"warning: {w}")
-            if json_sink:
-                json_sink.write(result)
-            if coco_sink:
-                coco_sink.write(result)
-            if render_sink and result.ok:
-                render_sink.write(frame.image, result)
-            if kind in ("image", "folder") and result.ok:
-                t = result.timings
-                bar.write(f"{frame.name}: {len(result.people)} people "
-                          f"(inference {t['inference']:.1f} ms, decode {t['decode']:.2f} ms)")  # fmt: skip
-            bar.update(1)
-    finally:
-        bar.close()
-        for sink in (json_sink, coco_sink, render_sink):
-            if sink:
-                sink.close()
-    print(f"summary: {counts['frames']} inputs, {counts['ok']} processed, {counts['failed']} failed, "
-          f"{counts['people']} people found")  # fmt: skip
-    for name, err in failures:
-        print(f"  failed: {err}")
-    return 1 if failures else 0
+        est = estimator_from_args(args)
+        print(f"model {est.model_path.name} on {', '.join(est.providers)}, input budget {est.budget[0]}x{est.budget[1]}",
+              file=sys.stderr)  # fmt: skip
+        try:
+            sinks = _sinks(args, kind, getattr(source, "fps", 0.0))
+        except ConnectionError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        stream = Stream(est, source, realtime=args.realtime, sinks=sinks, track=False if args.no_track else None,
+                        smoothing=smoothing, max_age=args.track_max_age, max_frames=args.max_frames,
+                        queue_size=args.queue_size)  # fmt: skip
+    except BaseException:
+        source.close()
+        raise
+    images = kind in ("image", "folder")
+    out = sys.stderr if args.jsonl == "-" else sys.stdout  # stdout carries the JSON lines then
+    total = source.stats.expected if not args.loop else None
+    if args.max_frames:
+        total = min(total, args.max_frames) if total else args.max_frames
+    bar = tqdm(total=total, unit="frame" if not images else "input", file=sys.stderr,
+               disable=args.no_progress or kind == "image")  # fmt: skip
+    listed = 0
+    with stop_on_signals(stream) as got:
+        try:
+            for r in stream:
+                if not r.ok:
+                    listed += 1
+                    if images or listed <= MAX_LISTED:
+                        bar.write(f"skipped {r.error}", file=out)
+                else:
+                    for w in r.warnings:
+                        bar.write(f"warning: {w}", file=out)
+                    if images:
+                        t = r.timings
+                        bar.write(f"{r.source}: {len(r.people)} people "
+                                  f"(inference {t['inference']:.1f} ms, decode {t['decode']:.2f} ms)", file=out)  # fmt: skip
+                bar.update(1)
+        finally:
+            bar.close()
+    st = stream.stats
+    if images:
+        print(f"summary: {st.read} inputs, {st.processed} processed, {st.failed} failed, {st.people} people found",
+              file=out)  # fmt: skip
+    else:
+        print(f"summary: {st.summary()}", file=out)
+        for reason, n in sorted(st.dropped.items()):
+            print(f"  dropped: {n} {reason} ({DROP_REASONS.get(reason, reason)})", file=out)
+        if st.stage_ms:
+            stages = ", ".join(f"{k} {v:.1f}" for k, v in st.stage_ms.items())
+            print(f"  mean ms per frame: {stages}", file=out)
+    for i, (_, err) in enumerate(st.failures):
+        if not images and i >= MAX_LISTED:
+            print(f"  ... and {len(st.failures) - MAX_LISTED} more failures", file=out)
+            break
+        print(f"  failed: {err}", file=out)
+    if args.stats_json:
+        from edgepose.sinks import write_json_atomic
 
-
-def _fps(source, kind: str) -> float:
-    if kind not in ("video", "camera", "stream"):
-        return 25.0
-    import cv2
-
-    cap = cv2.VideoCapture(int(source) if kind == "camera" else str(source))
-    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
-    cap.release()
-    return fps if 1 <= fps <= 240 else 25.0
+        write_json_atomic(args.stats_json, {"source": str(args.source), "kind": kind, "realtime": args.realtime,
+                                            **st.to_dict()})  # fmt: skip
+    if got["signal"] == signal.SIGINT:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0 if st.ok else 1

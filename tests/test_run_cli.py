@@ -1,0 +1,187 @@
+"""`edgepose run` on video: every sink, realtime drops, faults, MQTT, and a real signal to a real process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import ROOT, VIDEO
+from test_sinks import Broker, Subscriber, free_port
+from test_stream import jpeg_starts, write_video
+
+SMALL = ("--device", "cpu", "--threads", "2", "--size", "small", "--no-progress")
+
+
+def jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_video_to_every_sink(cli, model_path, tmp_path):
+    out = tmp_path / "out"
+    code, stdout, stderr = cli("run", VIDEO, "--model", model_path, *SMALL, "--max-frames", "12",
+                               "--jsonl", out / "poses.jsonl", "--json-dir", out / "json", "--render", out / "r.mp4",
+                               "--coco-out", out / "coco.json", "--stats-json", out / "stats.json")  # fmt: skip
+    assert code == 0, stdout + stderr
+    assert "summary: 12 frames read, 12 processed, 0 failed, 0 dropped" in stdout
+    assert "source: " in stdout and "mean ms per frame" in stdout
+    recs = jsonl(out / "poses.jsonl")
+    assert [r["frame"] for r in recs] == list(range(12))
+    assert all(r["width"] == 1920 and r["height"] == 1080 for r in recs)
+    assert {"read", "preprocess", "inference", "decode", "track", "latency"} <= set(recs[0]["timings_ms"])
+    ids = [sorted(p["id"] for p in r["people"]) for r in recs]
+    assert all(i and min(i) >= 0 for i in ids)
+    assert sum(i[:2] == [0, 1] for i in ids) >= 10  # two people, stable ids
+    files = sorted((out / "json").iterdir())
+    assert len(files) == 12 and files[0].name == "mmaction2__demo_skeleton_000000000000_keypoints.json"
+    doc = json.loads(files[5].read_text())
+    assert sorted(p["person_id"][0] for p in doc["people"]) == sorted(p["id"] for p in recs[5]["people"])
+    cap = cv2.VideoCapture(str(out / "r.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 12 and int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)) == 1920
+    assert len(json.loads((out / "coco.json").read_text())) == sum(len(r["people"]) for r in recs)
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["accounted"] and stats["read"] == 12 and stats["threads"]["ort_intra_op"] == 2
+
+
+def test_jsonl_to_stdout_keeps_stdout_clean(cli, model_path):
+    code, stdout, stderr = cli("run", VIDEO, "--model", model_path, *SMALL, "--max-frames", "4", "--jsonl", "-")
+    assert code == 0
+    assert [json.loads(line)["frame"] for line in stdout.splitlines()] == [0, 1, 2, 3]
+    assert "summary: 4 frames read" in stderr
+
+
+def test_smoothing_and_no_tracking(cli, model_path, tmp_path):
+    code, _, _ = cli("run", VIDEO, "--model", model_path, *SMALL, "--max-frames", "6", "--smooth",
+                     "--jsonl", tmp_path / "s.jsonl")  # fmt: skip
+    assert code == 0
+    assert all(p["id"] >= 0 for r in jsonl(tmp_path / "s.jsonl") for p in r["people"])
+    code, _, _ = cli("run", VIDEO, "--model", model_path, *SMALL, "--max-frames", "3", "--no-track",
+                     "--jsonl", tmp_path / "n.jsonl")  # fmt: skip
+    assert code == 0
+    assert all(p["id"] == -1 for r in jsonl(tmp_path / "n.jsonl") for p in r["people"])
+    code, _, err = cli("run", VIDEO, "--model", model_path, "--smooth", "--no-track")
+    assert code == 2 and "--smooth needs tracking" in err
+
+
+@pytest.mark.slow
+def test_realtime_drops_frames_and_counts_them(cli, model_path, tmp_path):
+    # a file is read at its frame rate (28 fps); the model at the default size is slower than that here
+    code, stdout, _ = cli("run", VIDEO, "--model", model_path, "--device", "cpu", "--threads", "2", "--no-progress",
+                          "--realtime", "--jsonl", tmp_path / "rt.jsonl", "--stats-json", tmp_path / "st.json")  # fmt: skip
+    assert code == 0, stdout
+    st = json.loads((tmp_path / "st.json").read_text())
+    assert st["read"] == 72 and st["dropped"].get("realtime", 0) > 0 and st["accounted"]
+    frames = [r["frame"] for r in jsonl(tmp_path / "rt.jsonl")]
+    assert len(frames) == st["processed"] and frames == sorted(frames) and frames[-1] == 71
+    assert "realtime (superseded by a newer frame" in stdout
+
+
+def test_corrupt_video_frames_are_counted_and_fail_the_run(cli, model_path, tmp_path):
+    path = write_video(tmp_path / "clip.avi", 16, size=(320, 240))
+    data = bytearray(path.read_bytes())
+    soi = jpeg_starts(bytes(data))
+    a, b = soi[5], soi[6]
+    data[a : a + (b - a) // 2] = bytes((b - a) // 2)
+    (tmp_path / "bad.avi").write_bytes(bytes(data))
+    code, stdout, _ = cli("run", tmp_path / "bad.avi", "--model", model_path, *SMALL, "--jsonl", tmp_path / "o.jsonl")
+    assert code == 1
+    assert "summary: 16 frames read, 15 processed, 0 failed, 1 dropped (1 corrupt)" in stdout
+    assert "dropped: 1 corrupt (could not be decoded)" in stdout
+    assert [r["frame"] for r in jsonl(tmp_path / "o.jsonl")] == [i for i in range(16) if i != 5]
+
+
+def test_unopenable_sources_are_clear_errors(cli, model_path, tmp_path):
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not a video" * 100)
+    code, _, err = cli("run", junk, "--model", model_path)
+    assert code == 2 and "cannot open video" in err
+    code, _, err = cli("run", f"http://127.0.0.1:{free_port()}/x.mjpg", "--model", model_path, "--timeout", "2")
+    assert code == 2 and "cannot open stream" in err
+
+
+def test_unreachable_mqtt_broker_is_a_clear_error(cli, model_path, tmp_path):
+    pytest.importorskip("paho.mqtt.client")
+    code, _, err = cli("run", VIDEO, "--model", model_path, "--mqtt", f"127.0.0.1:{free_port()}/t",
+                       "--jsonl", tmp_path / "never.jsonl")  # fmt: skip
+    assert code == 2 and "cannot connect to the MQTT broker" in err
+    assert not (tmp_path / "never.jsonl").exists()
+
+
+def test_mqtt_from_the_cli(cli, model_path, tmp_path):
+    pytest.importorskip("paho.mqtt.client")
+    broker = Broker(tmp_path)
+    try:
+        sub = Subscriber(broker.port, "site/cam1")
+        code, stdout, _ = cli("run", VIDEO, "--model", model_path, *SMALL, "--max-frames", "6",
+                              "--mqtt", f"127.0.0.1:{broker.port}/site/cam1", "--mqtt-qos", "1")  # fmt: skip
+        got = sub.wait_for(6)
+        sub.close()
+    finally:
+        broker.stop()
+    assert code == 0, stdout
+    assert [m["frame"] for m in got] == list(range(6))
+    assert all(p["id"] >= 0 for m in got for p in m["people"])
+
+
+# -- a real process and a real signal ----------------------------------------------------------------
+def start_run(tmp_path: Path, model_path: Path) -> tuple[subprocess.Popen, Path]:
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "edgepose", "run", str(VIDEO), "--model", str(model_path), *SMALL, "--loop",
+           "--jsonl", str(out / "poses.jsonl"), "--json-dir", str(out / "json"), "--render", str(out / "r.mp4"),
+           "--coco-out", str(out / "coco.json"), "--stats-json", str(out / "stats.json")]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    lines = out / "poses.jsonl"
+    while time.monotonic() < deadline:
+        if lines.exists() and len(lines.read_text().splitlines()) >= 5:
+            return proc, out
+        if proc.poll() is not None:
+            raise AssertionError(f"run ended early: {proc.communicate()}")
+        time.sleep(0.1)
+    proc.kill()
+    raise AssertionError("no output within 120 s")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
+def test_a_signal_stops_the_run_and_flushes_every_sink(tmp_path, model_path, sig, code):
+    proc, out = start_run(tmp_path, model_path)
+    proc.send_signal(sig)
+    try:
+        stdout, stderr = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    assert proc.returncode == code, stderr
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["interrupted"] and stats["accounted"] and stats["dropped"] == {}
+    n = stats["processed"]
+    assert n >= 5 and f"summary: {stats['read']} frames read, {n} processed" in stdout
+    recs = jsonl(out / "poses.jsonl")  # every line whole
+    assert [r["frame"] for r in recs] == list(range(n))
+    assert len(list((out / "json").glob("*_keypoints.json"))) == n
+    assert not list((out / "json").glob(".*"))  # no temporary files left behind
+    cap = cv2.VideoCapture(str(out / "r.mp4"))  # the video was finished and moved into place
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == n
+    assert isinstance(json.loads((out / "coco.json").read_text()), list)
+
+
+@pytest.mark.slow
+def test_a_second_signal_drops_what_is_in_flight(tmp_path, model_path):
+    proc, out = start_run(tmp_path, model_path)
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["accounted"]
+    assert len(jsonl(out / "poses.jsonl")) == stats["processed"]
+    assert np.isfinite(stats["fps"])
