@@ -392,18 +392,21 @@ def test_paf_score_rules():
     assert len(paf_scores(paf, peaks, limbs=[(0, 1)], channels=[(0, 1)])) == 0
 
 
-def test_paf_prefilter_is_exact():
-    """Many pairs (the probe pre-filter runs) give the same candidates as few pairs (it does not)."""
+@pytest.mark.parametrize("fraction", [0.8, 0.5, 1.0])
+def test_paf_prefilter_is_exact(monkeypatch, fraction):
+    """The two-pass pre-filter (crowds) gives exactly the candidates of one pass over all samples."""
+    import edgepose.decode.paf as paf_module
+
     lay, truth, hm, paf = scene("coco18", [((6 + 7 * i, 23.0), 30.0) for i in range(7)])
-    ws = Workspace()
-    peaks = refine_peaks(hm[:18], find_peaks(hm[:18], workspace=ws))
-    many = paf_scores(paf, peaks, lay)
-    kept = set(zip(many.limb.tolist(), many.a.tolist(), many.b.tolist(), strict=True))
-    for k in range(lay.num_limbs):  # one limb at a time: few pairs, no pre-filter
-        one = paf_scores(paf, peaks, limbs=[lay.limbs[k]], channels=[lay.paf_channels[k]])
-        sub = many.take(many.limb == k)
-        assert set(zip(one.a.tolist(), one.b.tolist(), strict=True)) == {(a, b) for kk, a, b in kept if kk == k}
-        np.testing.assert_allclose(np.sort(one.score), np.sort(sub.score), rtol=1e-6)
+    peaks = refine_peaks(hm[:18], find_peaks(hm[:18]))
+    kw = {"min_inlier_fraction": fraction}
+    monkeypatch.setattr(paf_module, "_PROBE_MIN_PAIRS", 10**9)
+    one = paf_scores(paf, peaks, lay, **kw)
+    monkeypatch.setattr(paf_module, "_PROBE_MIN_PAIRS", 0)
+    two = paf_scores(paf, peaks, lay, **kw)
+    assert len(one) > 7 * 17
+    for x, y in zip(dataclasses.astuple(one), dataclasses.astuple(two), strict=True):
+        np.testing.assert_array_equal(x, y)
 
 
 # -- stage 4: assignment --------------------------------------------------------------------------

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+import edgepose.decode.paf as paf_module
 from edgepose.decode import (
     Connections,
     DecoderConfig,
@@ -92,10 +95,12 @@ def hostile_maps(draw):
 
 @pytest.mark.filterwarnings("error::RuntimeWarning")
 @FAST
-@given(hostile_maps(), configs)
-def test_random_maps_never_crash_and_are_well_formed(maps, cfg):
+@given(hostile_maps(), configs, st.booleans())
+def test_random_maps_never_crash_and_are_well_formed(maps, cfg, prefilter):
     layout, hm, paf = maps
-    kps, scores = decode(hm, paf, layout, cfg)
+    # prefilter: force the two-pass PAF sampling that normally only crowds get
+    with mock.patch.object(paf_module, "_PROBE_MIN_PAIRS", 0 if prefilter else paf_module._PROBE_MIN_PAIRS):
+        kps, scores = decode(hm, paf, layout, cfg)
     check_well_formed(kps, scores, layout, cfg, hm.shape[1], hm.shape[2])
 
 

@@ -1,4 +1,4 @@
-"""Stage 3: score every candidate limb of every limb type with the Part Affinity Fields, in one pass.
+"""Stage 3: score every candidate limb of every limb type with the Part Affinity Fields, all at once.
 
 Tensor contract (P parts, L limbs, n peaks, N = all (a, b) peak pairs over all limbs, S samples):
 
@@ -6,7 +6,7 @@ Tensor contract (P parts, L limbs, n peaks, N = all (a, b) peak pairs over all l
 function           input                                         output
 =================  ============================================  ======================================
 ``limb_pairs``     :class:`Peaks`, limbs (L, 2)                   limb, a, b: (N,) int32 each
-``sample_pafs``    pafs (2L, h, w), pairs, channels (L, 2)       along-limb PAF . unit vector: (N, S)
+``sample_pafs``    pafs (C, h, w); xy_a, xy_b, chan: (N, 2)     dots (N, S) PAF . unit vector; length (N,)
 ``paf_scores``     pafs (2L, h, w), :class:`Peaks`, layout       :class:`Connections` (the candidates)
 =================  ============================================  ======================================
 
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 __all__ = ["limb_pairs", "sample_pafs", "paf_scores", "limb_table"]
 
 _MIN_LENGTH = 1e-3  # cells; shorter limbs have no direction and are never candidates
-_PROBE_MIN_PAIRS = 256  # below this, one pass over all samples is cheaper than two (measured)
+_PROBE_MIN_PAIRS = 2048  # below this, one pass over all samples is cheaper than two (measured)
 
 
 def limb_table(limbs: Sequence[Sequence[int]], channels: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -186,7 +186,12 @@ def paf_scores(
     min_score: float = 0.0,
     workspace: Workspace | None = None,
 ) -> Connections:
-    """Candidate connections of all limbs: every peak pair scored in one vectorized pass.
+    """Candidate connections of all limbs: every peak pair of every limb scored together, vectorized.
+
+    With many pairs (a crowd) the samples are read in two vectorized passes: first
+    ``ceil((1 - min_inlier_fraction) * S) + 1`` points per pair, enough to prove most wrong pairs
+    can no longer reach ``min_inlier_fraction``; then the other points for the pairs left. The
+    result is identical to one pass over all samples.
 
     Args:
         pafs: (2L, h, w) PAFs, any real dtype and strides (float16 and slices are converted once,
