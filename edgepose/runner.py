@@ -238,7 +238,8 @@ class PoseEstimator:
         vh, vw = min(hm.shape[1], -(-box.resized[1] // s)), min(hm.shape[2], -(-box.resized[0] // s))
         hm, paf = hm[:, :vh, :vw], paf[:, :vh, :vw]
         warnings = []
-        if not (np.isfinite(hm).all() and np.isfinite(paf).all()):
+        # One float64 sum per map: finite unless some value is NaN/inf (no temporary mask array).
+        if not (np.isfinite(hm.sum(dtype=np.float64)) and np.isfinite(paf.sum(dtype=np.float64))):
             warnings.append("the network output contains NaN or infinite values (treated as 0)")
             log.warning(warnings[-1])
         kps, scores = decode(hm, paf, self.layout, self.decoder, self._workspace)

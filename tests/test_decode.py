@@ -529,7 +529,7 @@ def test_config_rejects_bad_values(kw):
 
 def test_config_defaults_and_round_trip():
     cfg = DecoderConfig()
-    assert (cfg.peak_threshold, cfg.max_peaks_per_part, cfg.paf_samples, cfg.max_people) == (0.1, 32, 10, 64)
+    assert (cfg.peak_threshold, cfg.max_peaks_per_part, cfg.paf_samples, cfg.max_people) == (0.05, 32, 10, 64)
     assert (cfg.paf_inlier_threshold, cfg.paf_min_inlier_fraction, cfg.matching) == (0.05, 0.8, "greedy")
     assert DecoderConfig.from_dict(cfg.to_dict()) == cfg
     assert DecoderConfig(max_people=np.int64(5)).max_people == 5
