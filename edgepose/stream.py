@@ -154,6 +154,8 @@ class _Item:
     timings: dict[str, float] = field(default_factory=dict)
     error: str | None = None
     result: FrameResult | None = None
+    seq: int = -1  # order in which inference took it (frames leave the pipeline in this order)
+    drop: str | None = None  # counted as dropped for this reason at the sink stage
 
 
 class _FramePool:
@@ -246,6 +248,9 @@ class Stream:
         timeout_s: open/read time-out for network streams.
         decode_threads: FFmpeg threads decoding the video (None: OpenCV's default).
         queue_size: capacity of each queue between stages (offline mode).
+        workers: inference threads calling the session at once (results stay in frame order). With a
+            CPU session of 1 intra-op thread, ``workers=2`` keeps two cores busy without the
+            barrier stalls of one 2-thread session sharing the cores with capture and decoding.
         frames: yield ``(frame, result)`` pairs; ``frame.image`` is valid until the next iteration.
         capture_factory: ``f(source, kind) -> VideoCapture``-like, for custom back-ends and tests.
 
@@ -277,10 +282,14 @@ class Stream:
         timeout_s: float = 10.0,
         decode_threads: int | None = None,
         queue_size: int = 2,
+        workers: int = 1,
         frames: bool = False,
         capture_factory: Callable | None = None,
     ) -> None:
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
         self.est = estimator
+        self.workers = int(workers)
         self.realtime = realtime
         self.sinks = list(sinks)
         self.frames = frames
@@ -310,7 +319,7 @@ class Stream:
         self._q3: queue.Queue = queue.Queue(q)
         self._out: queue.Queue = queue.Queue(q)
         # frames that can hold an image at once: capture + mailbox/queue + inference (+ the rest when kept)
-        n = 1 + (1 if realtime else q) + 1
+        n = 1 + (1 if realtime else q) + self.workers
         if self.keep_images:
             n += 3 * q + 2 + (1 if frames else 0)
         self._pool = _FramePool(n)
@@ -322,8 +331,11 @@ class Stream:
         self._closed = False
         self._got_end = False
         self._max_reached = False
+        self._force_t: float | None = None
         self._error: BaseException | None = None
-        self._x: np.ndarray | None = None  # the network input buffer, reused
+        self._seq = 0
+        self._take = threading.Lock()  # taking a frame and numbering it is one step
+        self._active_workers = self.workers
         self._t_first: float | None = None
         self._t_last: float | None = None
         self._stage_sum: dict[str, float] = {}
@@ -331,7 +343,8 @@ class Stream:
         self.stats.threads = {
             "ort_intra_op": getattr(estimator, "threads", None),
             "capture_decode": decode_threads or "opencv default",
-            "stages": 4,
+            "inference_workers": self.workers,
+            "stages": 3 + self.workers,
             "frame_buffers": n,
         }
 
@@ -362,8 +375,9 @@ class Stream:
         if self._closed:
             raise RuntimeError("this stream is closed")
         self._started = True
-        for name, fn in (("capture", self._capture), ("infer", self._infer), ("decode", self._decode),
-                         ("sinks", self._sink)):  # fmt: skip
+        stages = [("capture", self._capture)] + [(f"infer{i}", self._infer) for i in range(self.workers)]
+        stages += [("decode", self._decode), ("sinks", self._sink)]
+        for name, fn in stages:
             t = threading.Thread(target=self._guard, args=(name, fn), name=f"edgepose-{name}", daemon=True)
             self._threads.append(t)
             t.start()
@@ -375,6 +389,8 @@ class Stream:
         self.stats.interrupted = True
         self._stop.set()
         if force:
+            if self._force_t is None:
+                self._force_t = time.monotonic()
             self._force.set()
         stop_src = getattr(self.source, "stop", None)
         if stop_src is not None:
@@ -491,25 +507,19 @@ class Stream:
             log.error("sink %s: %s failed (%d so far): %s: %s", name, what, n, type(e).__name__, e)
 
     def _guard(self, name: str, fn: Callable[[], None]) -> None:
-        """Run a stage; an unexpected error stops the stream (force) and is raised by :meth:`close`."""
+        """Run a stage. Stages catch a bad frame's errors themselves (a failed frame); anything else
+        stops the stream (force: the rest is drained and counted) and is raised by :meth:`close`.
+        Each stage sends its end mark in a ``finally``, so the stages after it still finish."""
         try:
             fn()
         except BaseException as e:  # noqa: BLE001 - re-raised in the consumer's thread
-            log.exception("stage %s failed", name)
-            if self._error is None:
-                self._error = e
-            self.stop(force=True)
-            self._drain_after_error(name)
+            self._fail(name, e)
 
-    def _drain_after_error(self, name: str) -> None:
-        """Keep the pipeline's end marks flowing after a stage died, dropping what it would have handled."""
-        upstream = {"infer": self._q1, "decode": self._q2, "sinks": self._q3}.get(name)
-        if upstream is not None:
-            while (item := self._get(upstream)) is not _END:
-                self._drop(item, "interrupted")
-        downstream = {"infer": self._q2, "decode": self._q3, "sinks": self._out}.get(name)
-        if downstream is not None:  # the capture stage sends its end mark in a finally
-            self._put(downstream, _END)
+    def _fail(self, name: str, e: BaseException) -> None:
+        log.error("stage %s failed: %s: %s", name, type(e).__name__, e, exc_info=e)
+        if self._error is None:
+            self._error = e
+        self.stop(force=True)
 
     # -- stages -------------------------------------------------------------------------------------
     def _capture(self) -> None:
@@ -545,95 +555,151 @@ class Stream:
             else:
                 self._put(self._q1, _END)
 
+    def _capture_stuck(self) -> bool:
+        """Forced to stop, and the capture has not ended 2 s later (a blocking read of a dead stream)."""
+        t = self._force_t
+        return t is not None and time.monotonic() - t > 2.0 and self._threads[0].is_alive()
+
+    def _take_next(self) -> Any:
+        """The next frame for an inference worker, numbered in the order taken (or the end mark)."""
+        with self._take:
+            item = self._get(self._q1, give_up=self._capture_stuck)
+            if item is _END:
+                if not self.realtime:
+                    self._put(self._q1, _END)  # for the other workers
+                return _END
+            item.seq = self._seq
+            self._seq += 1
+            return item
+
     def _infer(self) -> None:
         est = self.est
-        # When forced to stop, do not wait for a capture stuck in a blocking read.
-        while (item := self._get(self._q1, give_up=self._force.is_set)) is not _END:
-            if self._force.is_set():
-                self._drop(item, "interrupted")
-                continue
-            fr = item.frame
-            item.timings["read"] = fr.read_ms
-            if fr.error is None:
-                try:
-                    t0 = time.perf_counter()
-                    x, item.box = est.preprocess(fr.image, self._x)
-                    self._x = x
-                    t1 = time.perf_counter()
-                    if not self.keep_images:
-                        self._release(item)  # the frame is in the network input now
-                    item.hm, item.paf = est.infer(x[None])
-                    t2 = time.perf_counter()
-                    item.timings["preprocess"] = (t1 - t0) * 1e3
-                    item.timings["inference"] = (t2 - t1) * 1e3
-                except Exception as e:  # one bad frame must not end the stream
-                    log.warning("frame %d of %s failed: %s: %s", fr.index, fr.name, type(e).__name__, e)
-                    item.error = f"{fr.name} frame {fr.index}: {type(e).__name__}: {e}"
-            self._put(self._q2, item)
-        self._put(self._q2, _END)
+        x: np.ndarray | None = None  # this worker's network input buffer, reused
+        try:
+            while (item := self._take_next()) is not _END:
+                fr = item.frame
+                item.timings["read"] = fr.read_ms
+                if self._force.is_set():
+                    item.drop = "interrupted"
+                elif fr.error is None:
+                    try:
+                        t0 = time.perf_counter()
+                        x, item.box = est.preprocess(fr.image, x)
+                        t1 = time.perf_counter()
+                        if not self.keep_images:
+                            self._release(item)  # the frame is in the network input now
+                        item.hm, item.paf = est.infer(x[None])
+                        t2 = time.perf_counter()
+                        item.timings["preprocess"] = (t1 - t0) * 1e3
+                        item.timings["inference"] = (t2 - t1) * 1e3
+                    except Exception as e:  # one bad frame must not end the stream
+                        log.warning("frame %d of %s failed: %s: %s", fr.index, fr.name, type(e).__name__, e)
+                        item.error = f"{fr.name} frame {fr.index}: {type(e).__name__}: {e}"
+                    except BaseException as e:  # noqa: BLE001 - e.g. MemoryError: stop, but keep counting
+                        self._fail("infer", e)
+                        item.drop = "interrupted"
+                self._put(self._q2, item)
+        finally:
+            with self._take:
+                self._active_workers -= 1
+                last = self._active_workers == 0
+            if last:
+                self._put(self._q2, _END)
 
     def _decode(self) -> None:
-        est = self.est
-        while (item := self._get(self._q2)) is not _END:
-            if self._force.is_set():
-                self._drop(item, "interrupted")
-                continue
-            fr = item.frame
-            error = fr.error or item.error
-            people, warnings = [], list(fr.warnings)
-            size = (0, 0)
-            if error is None:
-                try:
-                    t0 = time.perf_counter()
-                    people, w = est.decode_maps(item.hm[0], item.paf[0], item.box)
-                    warnings += w
-                    t1 = time.perf_counter()
-                    item.timings["decode"] = (t1 - t0) * 1e3
-                    if self.tracker is not None:
-                        self.tracker.update(people, fr.timestamp)
-                        item.timings["track"] = (time.perf_counter() - t1) * 1e3
-                    size = item.box.src
-                except Exception as e:
-                    log.warning("frame %d of %s failed to decode: %s: %s", fr.index, fr.name, type(e).__name__, e)
-                    error = f"{fr.name} frame {fr.index}: {type(e).__name__}: {e}"
-                    people = []
+        pending: dict[int, _Item] = {}
+        want = 0
+        try:
+            while True:
+                item = self._get(self._q2)
+                if item is _END:
+                    for k in sorted(pending):  # only after a crashed worker: keep what is there
+                        self._put(self._q3, pending.pop(k))
+                    return
+                pending[item.seq] = item
+                while want in pending or (self._force.is_set() and pending):
+                    nxt = pending.pop(want) if want in pending else pending.pop(min(pending))
+                    want = nxt.seq + 1
+                    try:
+                        self._decode_one(nxt)
+                    except BaseException as e:  # noqa: BLE001 - a bug, not a bad frame
+                        self._fail("decode", e)
+                        nxt.drop = "interrupted"
+                    self._put(self._q3, nxt)
+        finally:
+            self._put(self._q3, _END)
+
+    def _decode_one(self, item: _Item) -> None:
+        if self._force.is_set():
+            item.drop = item.drop or "interrupted"
+        if item.drop:
             item.hm = item.paf = None
-            item.result = FrameResult(
-                people=people, image_size=size, layout=est.layout, timings=item.timings, index=fr.index,
-                source=fr.name, timestamp=fr.timestamp, error=error, warnings=warnings,
-            )  # fmt: skip
-            self._put(self._q3, item)
-        self._put(self._q3, _END)
+            return
+        est = self.est
+        fr = item.frame
+        error = fr.error or item.error
+        people, warnings = [], list(fr.warnings)
+        size = (0, 0)
+        if error is None:
+            try:
+                t0 = time.perf_counter()
+                people, w = est.decode_maps(item.hm[0], item.paf[0], item.box)
+                warnings += w
+                t1 = time.perf_counter()
+                item.timings["decode"] = (t1 - t0) * 1e3
+                if self.tracker is not None:
+                    self.tracker.update(people, fr.timestamp)
+                    item.timings["track"] = (time.perf_counter() - t1) * 1e3
+                size = item.box.src
+            except Exception as e:
+                log.warning("frame %d of %s failed to decode: %s: %s", fr.index, fr.name, type(e).__name__, e)
+                error = f"{fr.name} frame {fr.index}: {type(e).__name__}: {e}"
+                people = []
+        item.hm = item.paf = None
+        item.result = FrameResult(
+            people=people, image_size=size, layout=est.layout, timings=item.timings, index=fr.index,
+            source=fr.name, timestamp=fr.timestamp, error=error, warnings=warnings,
+        )  # fmt: skip
 
     def _sink(self) -> None:
-        while (item := self._get(self._q3)) is not _END:
-            if self._force.is_set():
-                self._drop(item, "interrupted")
-                continue
-            r = item.result
-            r.timings["latency"] = (time.perf_counter() - item.t_read) * 1e3
-            image = item.frame.image  # None once given back (no sink needs it)
-            for s in self.sinks:
+        try:
+            while (item := self._get(self._q3)) is not _END:
+                if item.drop or self._force.is_set() or item.result is None:
+                    self._drop(item, item.drop or "interrupted")
+                    continue
                 try:
-                    s.consume(r, image)
-                except Exception as e:
-                    self._count_sink_error(s, e)
-            with self._lock:
-                if r.error is None:
-                    self.stats.processed += 1
-                    self.stats.people += len(r.people)
-                    for k, v in r.timings.items():
-                        self._stage_sum[k] = self._stage_sum.get(k, 0.0) + v
-                    self._stage_n += 1
-                else:
-                    self.stats.failed += 1
-                    if len(self.stats.failures) < 1000:
-                        self.stats.failures.append((r.index, r.error))
-            self._t_last = time.perf_counter()
-            if not self.frames:
-                self._release(item)
-            self._put(self._out, item)
-        self._put(self._out, _END)
+                    self._sink_one(item)
+                except BaseException as e:  # noqa: BLE001 - a bug, not a bad frame
+                    self._fail("sinks", e)
+                    self._drop(item, "interrupted")
+                    continue
+                if not self.frames:
+                    self._release(item)
+                self._put(self._out, item)
+        finally:
+            self._put(self._out, _END)
+
+    def _sink_one(self, item: _Item) -> None:
+        r = item.result
+        r.timings["latency"] = (time.perf_counter() - item.t_read) * 1e3
+        image = item.frame.image  # None once given back (no sink needs it)
+        for s in self.sinks:
+            try:
+                s.consume(r, image)
+            except Exception as e:
+                self._count_sink_error(s, e)
+        with self._lock:
+            if r.error is None:
+                self.stats.processed += 1
+                self.stats.people += len(r.people)
+                for k, v in r.timings.items():
+                    self._stage_sum[k] = self._stage_sum.get(k, 0.0) + v
+                self._stage_n += 1
+            else:
+                self.stats.failed += 1
+                if len(self.stats.failures) < 1000:
+                    self.stats.failures.append((r.index, r.error))
+        self._t_last = time.perf_counter()
 
     def _finish_stats(self) -> None:
         st, src = self.stats, getattr(self.source, "stats", None)

@@ -118,6 +118,33 @@ def test_offline_waits_for_a_slow_stage_and_drops_nothing():
     assert s.stats.dropped == {} and s.stats.processed == 30
 
 
+@pytest.mark.parametrize("realtime", [False, True])
+def test_several_inference_workers_keep_frame_order(realtime):
+    class Jittery(FakeEstimator):
+        def infer(self, batch):
+            time.sleep(0.002 * (int(batch[0, 0, 0, 0]) % 5))  # later frames may finish first
+            return super().infer(batch)
+
+    sink = ListSink()
+    s = stream(Jittery(), frames(80), workers=3, sinks=[sink], realtime=realtime)
+    got = [r.index for r in s]
+    assert got == sorted(got) and len(set(got)) == len(got)
+    assert [r.index for r in sink.results] == got
+    if not realtime:
+        assert got == list(range(80))
+    assert s.stats.threads["inference_workers"] == 3
+    check_accounting(s.stats)
+
+
+def test_force_stop_with_several_workers_is_accounted():
+    s = stream(FakeEstimator(infer_s=0.01), frames(1000), workers=2)
+    for r in s:
+        if r.index == 4:
+            s.stop(force=True)
+    assert s.stats.dropped.get("interrupted", 0) >= 1
+    check_accounting(s.stats)
+
+
 def test_realtime_keeps_the_newest_frame_and_counts_drops():
     def camera(n=60, fps=200.0):  # a producer faster than inference
         for img in frames(n):
@@ -420,7 +447,7 @@ def test_loop_restarts_a_file_and_time_goes_on(tmp_path):
     assert sink.images == [i % 20 for i in range(50)]
     ts = [r.timestamp for r in res]
     assert all(b > a for a, b in zip(ts, ts[1:], strict=False))
-    assert s.stats.loops == 2 and s.stats.source_ended == ""
+    assert s.stats.loops == 2 and s.stats.source_ended == "stopped after 50 frames"
 
 
 def test_realtime_paces_a_file_at_its_frame_rate(tmp_path):
