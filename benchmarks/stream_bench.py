@@ -1,0 +1,273 @@
+"""Issue 7's figures: streaming throughput against the model alone, and memory over a long loop.
+
+Throughput (default): the real video (1920x1080, 72 frames) through ``PoseEstimator.stream`` in
+offline mode (every frame: read, pre-process, inference, decode, tracking), against the model
+alone (``est.infer`` on that video's pre-processed frame, the same input size, the same threads),
+in alternating rounds so that a busy machine slows both alike; the figure is the median over rounds
+of each round's ratio ``stream fps / model-only fps``. Throughput is counted in steady state (after
+``--warmup`` frames), and the whole-run figure is given too.
+
+A configuration is ``t<ORT intra-op threads>w<inference workers>`` with an optional ``-nospin``
+(the session rebuilt with ``session.intra_op.allow_spinning=0``, an experiment: edgepose's session
+options live in ``edgepose/session.py``). ``t2w1`` is the default API (one 2-thread session on a
+2-core machine); ``t1w2`` runs two 1-thread inferences at once.
+
+Memory (``--loop N``): the video looped for N frames through the stream (offline, tracking on,
+a JSON-lines sink to a temporary file); resident memory (psutil) is sampled after warm-up and then
+every ``--every`` frames; the figure is the growth from the first sample to the last.
+
+Usage:
+    .venv/bin/python benchmarks/stream_bench.py --rounds 7
+    .venv/bin/python benchmarks/stream_bench.py --configs t2w1,t1w2,t2w1-nospin --rounds 9
+    .venv/bin/python benchmarks/stream_bench.py --loop 10000
+
+Writes ``benchmarks/results/stream-<mode>-<date>-<host>.json`` (or ``--out``) and prints markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import socket
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from edgepose.runner import PoseEstimator  # noqa: E402
+from edgepose.sinks import JsonLinesSink  # noqa: E402
+
+DEFAULT_VIDEO = ROOT.parent / "shared" / "data" / "video" / "mmaction2__demo_skeleton.mp4"
+
+
+def parse_config(text: str) -> dict:
+    m = re.fullmatch(r"t(\d+)w(\d+)(-nospin)?", text)
+    if not m:
+        raise SystemExit(f"bad configuration {text!r}: expected t<threads>w<workers>[-nospin], e.g. t2w1")
+    return {"name": text, "threads": int(m.group(1)), "workers": int(m.group(2)), "spin": not m.group(3)}
+
+
+def make_estimator(model: Path, cfg: dict, size: str | None) -> PoseEstimator:
+    est = PoseEstimator(model, device="cpu", threads=cfg["threads"], size=size)
+    if not cfg["spin"]:  # an experiment only: the runtime's options are edgepose.session's
+        from edgepose._ort import ort
+        from edgepose.session import session_options
+
+        so = session_options(cfg["threads"])
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        est.session = ort.InferenceSession(str(model), so, providers=["CPUExecutionProvider"])
+    return est
+
+
+def first_frame(video: Path) -> np.ndarray:
+    cap = cv2.VideoCapture(str(video))
+    ok, img = cap.read()
+    cap.release()
+    if not ok:
+        raise SystemExit(f"cannot read {video}")
+    return img
+
+
+def model_only(est: PoseEstimator, x: np.ndarray, workers: int, n: int, warmup: int) -> dict:
+    """Inference alone on a fixed input, ``workers`` threads at once; steady-state frames per second."""
+    stamps: list[float] = []
+    lock = threading.Lock()
+    count = iter(range(n + warmup))
+
+    def work():
+        xi = x.copy()[None]
+        while True:
+            with lock:
+                if next(count, None) is None:
+                    return
+            est.infer(xi)
+            with lock:
+                stamps.append(time.perf_counter())
+
+    c0, t0 = time.process_time(), time.perf_counter()
+    threads = [threading.Thread(target=work) for _ in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    cpu = time.process_time() - c0
+    stamps.sort()
+    steady = (len(stamps) - 1 - warmup) / (stamps[-1] - stamps[warmup])
+    return {"fps": steady, "fps_whole": len(stamps) / wall, "cpu_ms_per_frame": cpu / len(stamps) * 1e3}
+
+
+def end_to_end(est: PoseEstimator, video: Path, workers: int, warmup: int, max_frames: int | None) -> dict:
+    """The stream over the video (offline, tracking on); steady-state frames per second."""
+    c0, t0 = time.process_time(), time.perf_counter()
+    s = est.stream(video, workers=workers, max_frames=max_frames)
+    stamps = [time.perf_counter() for _ in s]
+    wall = time.perf_counter() - t0
+    cpu = time.process_time() - c0
+    st = s.stats
+    assert st.accounted and st.processed == len(stamps), st.to_dict()
+    steady = (len(stamps) - 1 - warmup) / (stamps[-1] - stamps[warmup])
+    return {"fps": steady, "fps_whole": len(stamps) / wall, "cpu_ms_per_frame": cpu / len(stamps) * 1e3,
+            "frames": len(stamps), "stage_ms": st.stage_ms, "threads": st.threads}  # fmt: skip
+
+
+def med(xs: list[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")
+
+
+def throughput(args) -> dict:
+    configs = [parse_config(c) for c in args.configs.split(",")]
+    img = first_frame(args.video)
+    ests = {c["name"]: make_estimator(args.model, c, args.size) for c in configs}
+    x, box = next(iter(ests.values())).preprocess(img)
+    info = {"input": list(box.padded), "resized": list(box.resized), "source": list(box.src)}
+    for est in ests.values():  # warm every session up
+        for _ in range(3):
+            est.infer(x[None])
+    rows: dict[str, dict] = {c["name"]: {"model": [], "stream": [], "ratio": [], "model_cpu": [], "stream_cpu": [],
+                                         "stream_whole": [], "stage_ms": None, "threads": None} for c in configs}  # fmt: skip
+    loads = []
+    for r in range(args.rounds):
+        order = configs[r % len(configs):] + configs[: r % len(configs)]
+        for c in order:
+            est = ests[c["name"]]
+            loads.append(os.getloadavg()[0])
+            pair = {}
+            steps = ["model", "stream"] if r % 2 == 0 else ["stream", "model"]
+            for what in steps:
+                if what == "model":
+                    pair[what] = model_only(est, x, c["workers"], args.frames, args.warmup)
+                else:
+                    pair[what] = end_to_end(est, args.video, c["workers"], args.warmup, args.frames)
+            row = rows[c["name"]]
+            row["model"].append(pair["model"]["fps"])
+            row["stream"].append(pair["stream"]["fps"])
+            row["stream_whole"].append(pair["stream"]["fps_whole"])
+            row["ratio"].append(pair["stream"]["fps"] / pair["model"]["fps"])
+            row["model_cpu"].append(pair["model"]["cpu_ms_per_frame"])
+            row["stream_cpu"].append(pair["stream"]["cpu_ms_per_frame"])
+            row["stage_ms"], row["threads"] = pair["stream"]["stage_ms"], pair["stream"]["threads"]
+            print(f"round {r + 1}/{args.rounds} {c['name']:>12}: model {pair['model']['fps']:5.2f} fps, "
+                  f"stream {pair['stream']['fps']:5.2f} fps, ratio {row['ratio'][-1]:.3f} "
+                  f"(load {loads[-1]:.1f})", file=sys.stderr, flush=True)  # fmt: skip
+    best_model = max(med(row["model"]) for row in rows.values())
+    summary = {}
+    for name, row in rows.items():
+        summary[name] = {
+            "model_fps": med(row["model"]), "stream_fps": med(row["stream"]),
+            "stream_fps_whole_run": med(row["stream_whole"]),
+            "ratio_median_of_rounds": med(row["ratio"]), "ratio_min": min(row["ratio"]), "ratio_max": max(row["ratio"]),
+            "ratio_to_best_model_only": med(row["stream"]) / best_model,
+            "model_cpu_ms_per_frame": med(row["model_cpu"]), "stream_cpu_ms_per_frame": med(row["stream_cpu"]),
+            "stage_ms": row["stage_ms"], "threads": row["threads"], "rounds": row,
+        }  # fmt: skip
+    return {"input": info, "configs": configs, "load_avg_1min": {"median": med(loads), "max": max(loads)},
+            "summary": summary}  # fmt: skip
+
+
+def loop_memory(args) -> dict:
+    try:
+        import psutil
+    except ImportError as e:
+        raise SystemExit("the memory mode needs psutil: pip install 'edgepose[bench]'") from e
+    cfg = parse_config(args.configs.split(",")[0])
+    est = make_estimator(args.model, cfg, args.size)
+    proc = psutil.Process()
+    samples: list[tuple[int, float]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        sink = JsonLinesSink(Path(tmp) / "poses.jsonl")
+        t0 = time.perf_counter()
+        s = est.stream(args.video, loop=True, max_frames=args.loop, workers=cfg["workers"], sinks=[sink])
+        n = 0
+        for _ in s:
+            n += 1
+            if n >= args.warmup_frames and (n - args.warmup_frames) % args.every == 0 or n == args.loop:
+                samples.append((n, proc.memory_info().rss / 2**20))
+                print(f"frame {n}: rss {samples[-1][1]:.1f} MB", file=sys.stderr, flush=True)
+        wall = time.perf_counter() - t0
+    st = s.stats
+    first, last = samples[0][1], samples[-1][1]
+    return {"config": cfg, "frames": n, "loops": st.loops, "accounted": st.accounted, "dropped": st.dropped,
+            "warmup_frames": args.warmup_frames, "rss_mb_after_warmup": first, "rss_mb_end": last,
+            "rss_growth_mb": last - first, "rss_mb_max": max(v for _, v in samples), "samples": samples,
+            "fps_whole_run": n / wall, "stage_ms": st.stage_ms, "threads": st.threads}  # fmt: skip
+
+
+def machine() -> dict:
+    import onnxruntime
+
+    cpu = ""
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))  # fmt: skip
+    except (OSError, StopIteration):
+        cpu = platform.processor()
+    return {"host": socket.gethostname(), "cpu": cpu, "usable_cores": len(os.sched_getaffinity(0)),
+            "python": platform.python_version(), "onnxruntime": onnxruntime.__version__, "opencv": cv2.__version__,
+            "opencv_threads": cv2.getNumThreads(), "numpy": np.__version__}  # fmt: skip
+
+
+def markdown(res: dict) -> str:
+    if res["mode"] == "loop":
+        m = res["result"]
+        return (f"| frames | loops | RSS after {m['warmup_frames']} frames | RSS at end | growth | max | fps |\n"
+                f"|---|---|---|---|---|---|---|\n"
+                f"| {m['frames']} | {m['loops']} | {m['rss_mb_after_warmup']:.1f} MB | {m['rss_mb_end']:.1f} MB | "
+                f"{m['rss_growth_mb']:+.1f} MB | {m['rss_mb_max']:.1f} MB | {m['fps_whole_run']:.1f} |")  # fmt: skip
+    inp = res["result"]["input"]
+    lines = [f"input {inp['source'][0]}x{inp['source'][1]} -> network {inp['input'][0]}x{inp['input'][1]}; "
+             f"load average (1 min) median {res['result']['load_avg_1min']['median']:.1f}",
+             "", "| config | ORT threads x workers | model only fps | stream fps | stream / model (median of rounds, min-max) "
+             "| stream / best model-only | CPU ms/frame model, stream |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for name, s in res["result"]["summary"].items():
+        t = s["threads"]
+        lines.append(f"| {name} | {t['ort_intra_op']} x {t['inference_workers']} | {s['model_fps']:.2f} | "
+                     f"{s['stream_fps']:.2f} | {s['ratio_median_of_rounds']:.3f} ({s['ratio_min']:.2f}-{s['ratio_max']:.2f}) | "
+                     f"{s['ratio_to_best_model_only']:.3f} | {s['model_cpu_ms_per_frame']:.0f}, {s['stream_cpu_ms_per_frame']:.0f} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", type=Path, default=ROOT / "models" / "mobilenet_thin.onnx")
+    p.add_argument("--video", type=Path, default=DEFAULT_VIDEO)
+    p.add_argument("--size", default=None, help="input budget (default: the model's)")
+    p.add_argument("--configs", default="t2w1,t1w2", help="comma-separated t<threads>w<workers>[-nospin] (default %(default)s)")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--frames", type=int, default=None, help="frames per stream run (default: the whole video)")
+    p.add_argument("--warmup", type=int, default=5, help="frames left out of steady-state throughput")
+    p.add_argument("--loop", type=int, default=None, metavar="N", help="memory mode: loop the video for N frames")
+    p.add_argument("--warmup-frames", type=int, default=300, help="memory mode: first RSS sample after this many frames")
+    p.add_argument("--every", type=int, default=500, help="memory mode: RSS sample period in frames")
+    p.add_argument("--out", type=Path, default=None)
+    args = p.parse_args(argv)
+    if args.frames is None:
+        cap = cv2.VideoCapture(str(args.video))
+        args.frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or 72
+        cap.release()
+    mode = "loop" if args.loop else "throughput"
+    result = loop_memory(args) if args.loop else throughput(args)
+    res = {"mode": mode, "date": dt.datetime.now().isoformat(timespec="seconds"), "machine": machine(),
+           "argv": sys.argv[1:], "video": str(args.video), "result": result}  # fmt: skip
+    out = args.out or ROOT / "benchmarks" / "results" / f"stream-{mode}-{dt.date.today()}-{socket.gethostname()}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=1, default=float))
+    print(markdown(res))
+    print(f"\nwritten {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
