@@ -463,8 +463,12 @@ class Stream:
                     s.close()
                 except Exception as e:
                     self._count_sink_error(s, e, "close")
-            with contextlib.suppress(Exception):
-                self.source.close()
+            if self._threads and self._threads[0].is_alive():
+                # releasing a capture while another thread reads it can crash OpenCV: leave it to exit
+                log.warning("the capture is still blocked in a read; leaving it to its time-out")
+            else:
+                with contextlib.suppress(Exception):
+                    self.source.close()
             self._finish_stats()
         if self._error is not None:
             raise self._error

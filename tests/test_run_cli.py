@@ -104,6 +104,8 @@ def test_unopenable_sources_are_clear_errors(cli, model_path, tmp_path):
     assert code == 2 and "cannot open video" in err
     code, _, err = cli("run", f"http://127.0.0.1:{free_port()}/x.mjpg", "--model", model_path, "--timeout", "2")
     assert code == 2 and "cannot open stream" in err
+    code, _, err = cli("run", "9", "--model", model_path)  # no /dev/video9 here
+    assert code == 2 and "cannot open camera 9" in err
 
 
 def test_unreachable_mqtt_broker_is_a_clear_error(cli, model_path, tmp_path):
