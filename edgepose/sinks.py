@@ -113,7 +113,11 @@ class CocoWriter:
         image_id = self.image_ids.get(Path(result.source).name, result.index)
         if result.error:
             self.failures.append({"image_id": image_id, "source": result.source, "error": result.error})
-        self.items.extend(coco_results(result, image_id))
+        items = coco_results(result, image_id)
+        for item, p in zip(items, result.people, strict=True):
+            if p.id >= 0:
+                item["track_id"] = int(p.id)  # PoseTrack's field; COCO tools ignore it
+        self.items.extend(items)
 
     def consume(self, result: FrameResult, image: np.ndarray | None = None) -> None:
         self.write(result)

@@ -98,7 +98,8 @@ def test_coco_writer_and_render_sink_through_consume(tmp_path):
     assert not (tmp_path / "out.mp4").exists()  # written under a temporary name until closed
     coco.close()
     render.close()
-    assert len(json.loads((tmp_path / "coco.json").read_text())) == 10
+    items = json.loads((tmp_path / "coco.json").read_text())
+    assert len(items) == 10 and [c["track_id"] for c in items[:2]] == [3, 7]
     cap = cv2.VideoCapture(str(tmp_path / "out.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 5
     ok, frame = cap.read()

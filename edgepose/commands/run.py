@@ -146,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
                         t = r.timings
                         bar.write(f"{r.source}: {len(r.people)} people "
                                   f"(inference {t['inference']:.1f} ms, decode {t['decode']:.2f} ms)", file=out)  # fmt: skip
-                bar.update(1)
+                bar.update(1 if images else max(1, r.index + 1 - bar.n))  # a video's bar counts dropped frames too
         finally:
             bar.close()
     st = stream.stats
