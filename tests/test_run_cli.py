@@ -97,6 +97,19 @@ def test_corrupt_video_frames_are_counted_and_fail_the_run(cli, model_path, tmp_
     assert [r["frame"] for r in jsonl(tmp_path / "o.jsonl")] == [i for i in range(16) if i != 5]
 
 
+def test_offline_video_on_a_cpu_runs_two_inference_workers(cli, model_path, tmp_path):
+    import os
+
+    code, _, err = cli("run", VIDEO, "--model", model_path, "--device", "cpu", "--size", "small", "--no-progress",
+                       "--max-frames", "8", "--stats-json", tmp_path / "s.json", "--jsonl", tmp_path / "o.jsonl")  # fmt: skip
+    assert code == 0
+    t = json.loads((tmp_path / "s.json").read_text())["threads"]
+    cores = len(os.sched_getaffinity(0))
+    assert t["inference_workers"] == 2 and t["ort_intra_op"] == max(1, cores // 2)
+    assert "2 inference workers" in err
+    assert [r["frame"] for r in jsonl(tmp_path / "o.jsonl")] == list(range(8))
+
+
 def test_unopenable_sources_are_clear_errors(cli, model_path, tmp_path):
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(b"not a video" * 100)

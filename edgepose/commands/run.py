@@ -42,8 +42,9 @@ def configure(p: argparse.ArgumentParser) -> None:
                     "behind (drops are counted); files are read at their frame rate")  # fmt: skip
     st.add_argument("--loop", action="store_true", help="start a video file again at its end")
     st.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames")
-    st.add_argument("--workers", type=int, default=1, metavar="N", help="inference threads calling the model at once "
-                    "(default 1; on a CPU, 2 workers with --threads 1 can beat 1 worker with --threads 2)")  # fmt: skip
+    st.add_argument("--workers", type=int, default=None, metavar="N", help="inference threads calling the model at "
+                    "once, frames kept in order (default for video, cameras and streams in offline mode: 2, with the cores "
+                    "shared out between them, or as many as the cores allow with --threads; 1 otherwise)")  # fmt: skip
     st.add_argument("--queue-size", type=int, default=2, metavar="N", help="capacity of each queue between stages (default 2)")
     st.add_argument("--decode-threads", type=int, default=None, metavar="N",
                     help="FFmpeg threads decoding the video (default: OpenCV's, one per core)")  # fmt: skip
@@ -87,6 +88,28 @@ def _sinks(args: argparse.Namespace, kind: str, fps: float) -> list:
     return made
 
 
+def _choose_workers(args: argparse.Namespace, kind: str) -> None:
+    """Offline video on a CPU: two inferences at once with half the cores each keep the cores busy while
+    frames are read and decoded; one session using every core stalls whenever another thread runs
+    (see benchmarks/stream_bench.py). Realtime mode keeps one worker: lower latency per frame."""
+    if args.workers is not None:
+        return
+    if args.realtime or kind in ("image", "folder"):
+        args.workers = 1
+        return
+    import os
+
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    if args.threads is None:
+        args.workers = 2
+        args.threads = max(1, cores // 2)
+    else:  # the threads asked for, and as many workers (up to 2) as the cores allow
+        args.workers = max(1, min(2, cores // max(1, args.threads)))
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -96,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
     kind = classify(args.source)  # raises SourceError for a missing path
     if args.max_frames is not None and args.max_frames < 1:
         raise ValueError("--max-frames must be at least 1")
+    _choose_workers(args, kind)
     if args.workers < 1 or args.queue_size < 1:
         raise ValueError("--workers and --queue-size must be at least 1")
     smoothing = None
@@ -111,7 +135,8 @@ def run(args: argparse.Namespace) -> int:
     source.open()  # an unopenable source fails before the model is loaded
     try:
         est = estimator_from_args(args)
-        print(f"model {est.model_path.name} on {', '.join(est.providers)}, input budget {est.budget[0]}x{est.budget[1]}",
+        print(f"model {est.model_path.name} on {', '.join(est.providers)}, input budget {est.budget[0]}x{est.budget[1]}"
+              f"{f', {args.workers} inference workers x {est.threads} threads' if args.workers > 1 else ''}",
               file=sys.stderr)  # fmt: skip
         try:
             sinks = _sinks(args, kind, getattr(source, "fps", 0.0))
