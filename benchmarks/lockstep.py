@@ -26,7 +26,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Worker", "WorkerError", "Quiet", "interleave", "settle", "cpu_ns", "others_cpu_ns", "ROOT"]
+__all__ = ["Worker", "WorkerError", "Quiet", "interleave", "settle", "cpu_ns", "others_cpu", "cpu_since", "ROOT"]
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -192,13 +192,13 @@ def settle(pid: int, *, poll_s: float = 0.002, cap_s: float = 0.5) -> float:
     return (prev - start) / 1e6
 
 
-def others_cpu_ns(exclude: set[int]) -> int:
-    """CPU time (ns) of every thread on the machine outside the processes in ``exclude``.
+def others_cpu(exclude: set[int]) -> dict[int, int]:
+    """CPU time (ns) of every thread on the machine outside the processes in ``exclude``, by thread id.
 
-    The difference of two calls is what other programs used in between (a process that ended
-    in between is missed; a started one counts fully). About a millisecond per call.
+    Use :func:`cpu_since` for the CPU other programs used between two snapshots (a thread that
+    ended in between is missed; one that started counts fully). About a millisecond per call.
     """
-    total = 0
+    out: dict[int, int] = {}
     for name in os.listdir("/proc"):
         if not name.isdigit() or int(name) in exclude:
             continue
@@ -209,10 +209,16 @@ def others_cpu_ns(exclude: set[int]) -> int:
         for tid in tids:
             try:
                 with open(f"/proc/{name}/task/{tid}/schedstat", "rb") as f:
-                    total += int(f.read().split()[0])
+                    out[int(tid)] = int(f.read().split()[0])
             except (OSError, ValueError, IndexError):
                 continue
-    return total
+    return out
+
+
+def cpu_since(before: dict[int, int], exclude: set[int]) -> int:
+    """CPU ns other programs used since the snapshot ``before`` (never negative)."""
+    now = others_cpu(exclude)
+    return sum(max(0, v - before.get(tid, 0)) for tid, v in now.items())
 
 
 class Quiet:
@@ -236,22 +242,22 @@ class Quiet:
             return
         t0 = time.perf_counter()
         while time.perf_counter() - t0 < self.max_wait:
-            a, ta = others_cpu_ns(exclude), time.perf_counter()
+            a, ta = others_cpu(exclude), time.perf_counter()
             time.sleep(0.02)
-            b, tb = others_cpu_ns(exclude), time.perf_counter()
-            if (b - a) / 1e9 / (tb - ta) < self.threshold / 2:
+            used = cpu_since(a, exclude)
+            if used / 1e9 / (time.perf_counter() - ta) < self.threshold / 2:
                 break
         self.waited_s += time.perf_counter() - t0
 
-    def start(self, exclude: set[int]) -> tuple[int, float]:
-        return (others_cpu_ns(exclude) if self.enabled else 0), time.perf_counter()
+    def start(self, exclude: set[int]) -> tuple[dict[int, int], float]:
+        return (others_cpu(exclude) if self.enabled else {}), time.perf_counter()
 
-    def cores(self, mark: tuple[int, float], exclude: set[int]) -> float:
+    def cores(self, mark: tuple[dict[int, int], float], exclude: set[int]) -> float:
         """Other programs' average CPU use (cores) since ``mark``."""
         if not self.enabled:
             return 0.0
-        ns, t = mark
-        return max(0.0, (others_cpu_ns(exclude) - ns) / 1e9 / max(time.perf_counter() - t, 1e-6))
+        before, t = mark
+        return cpu_since(before, exclude) / 1e9 / max(time.perf_counter() - t, 1e-6)
 
 
 def interleave(

@@ -28,7 +28,7 @@ from benchmarks.stats import ratio, summary
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CANDIDATES", "PIPELINE_CANDIDATES", "run_study"]
+__all__ = ["CANDIDATES", "DEFAULT_CANDIDATES", "PIPELINE_CANDIDATES", "run_study", "format_study"]
 
 DAZ = {"session.set_denormal_as_zero": "1"}
 NOSPIN = {"session.intra_op.allow_spinning": "0", "session.inter_op.allow_spinning": "0"}
@@ -72,6 +72,14 @@ CANDIDATES: dict[str, tuple[dict, str]] = {
                           "ORT_PARALLEL with 2 inter-op threads: run the PAF and heatmap branches side by side"),
 }  # fmt: skip
 
+CANDIDATES["edgepose+pad-channels"] = ({"base": "edgepose", "pad_channels": "aligned"},
+                                      "what ships once the converter pads channels: edgepose's options + the rewrite")
+
+#: the candidates run by default (``--all`` runs every one)
+DEFAULT_CANDIDATES: list[str] = ["ort-defaults", "edgepose-before", "edgepose", "edgepose+pad-channels", "level=extended",
+                                 "no-nchwc", "pad-channels", "pad-channels-total", "denormal-as-zero", "no-spinning",
+                                 "fixed-shape", "iobinding", "offline-optimized", "nhwc-input", "parallel-executor"]  # fmt: skip
+
 #: candidates for the pipeline-like loop (work between inferences)
 PIPELINE_CANDIDATES: dict[str, tuple[dict, str]] = {
     "ort-defaults": CANDIDATES["ort-defaults"],
@@ -110,6 +118,7 @@ def run_study(
     references: bool = True,
     pipeline: bool = True,
     progress=None,
+    quiet_wait: float = 0.5,
 ) -> dict:
     """Run the study; return ``{"settings", "inference": {name: {...}}, "pipeline": {name: {...}}}``.
 
@@ -117,7 +126,7 @@ def run_study(
     peak RSS, the CPU its threads burnt spinning after each run, and ``vs_ort_defaults``: the
     defaults' p50 divided by this one's (above 1 is faster).
     """
-    names = candidates or list(CANDIDATES)
+    names = candidates or DEFAULT_CANDIDATES
     specs = []
     for name in names:
         recipe, what = CANDIDATES[name]
@@ -131,7 +140,7 @@ def run_study(
                      "method": "one worker process per candidate, run in lock step (one inference each in turn, "
                                "order rotated, each turn started on an idle machine); p50 of the samples"},
     }  # fmt: skip
-    out["inference"], out["settings"]["background"] = _measure(specs, repeats, warmup, progress)
+    out["inference"], out["settings"]["background"] = _measure(specs, repeats, warmup, progress, quiet_wait=quiet_wait)
     if pipeline and video:
         pspecs = [
             (name, "ort", {"model": str(model), "threads": threads, "size": list(size), "images": str(images),
@@ -139,13 +148,13 @@ def run_study(
             for name, (recipe, what) in PIPELINE_CANDIDATES.items()
         ]  # fmt: skip
         out["pipeline"], out["settings"]["pipeline_background"] = _measure(
-            pspecs, max(10, repeats // 2), warmup, progress, stages=("between", "inference"))
+            pspecs, max(10, repeats // 2), warmup, progress, stages=("between", "inference"), quiet_wait=quiet_wait)
         out["settings"]["pipeline"] = (f"between two inferences: read a frame of {Path(video).name} and resize it "
                                        "(OpenCV, same thread budget); total = both")  # fmt: skip
     return out
 
 
-def _measure(specs, repeats, warmup, progress, stages=("inference",)) -> dict:
+def _measure(specs, repeats, warmup, progress, stages=("inference",), quiet_wait=0.5) -> tuple[dict, dict]:
     workers, whats = [], {}
     for name, kind, spec, what in specs:
         w = Worker(name, kind, spec)
@@ -156,7 +165,7 @@ def _measure(specs, repeats, warmup, progress, stages=("inference",)) -> dict:
             w.error = str(e)
             log.warning("study: %s failed to start: %s", name, e)
         workers.append(w)
-    quiet = Quiet()
+    quiet = Quiet(max_wait=quiet_wait, retries=2)
     try:
         samples = interleave(workers, warmup=warmup, repeats=repeats, progress=progress, quiet=quiet)
         res = {}
@@ -246,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", default="432x368")
     p.add_argument("--repeats", type=int, default=40)
     p.add_argument("--only", nargs="+", choices=list(CANDIDATES), help="run only these candidates")
+    p.add_argument("--all", action="store_true", help="run every candidate (default: DEFAULT_CANDIDATES)")
+    p.add_argument("--quiet-wait", type=float, default=0.5, help="seconds to wait for other programs before each turn")
     p.add_argument("--quick", action="store_true", help="three candidates, a few repeats")
     p.add_argument("--json", type=Path, help="write the result here")
     args = p.parse_args(argv)
@@ -253,9 +264,15 @@ def main(argv: list[str] | None = None) -> int:
     w, h = (int(v) for v in args.size.lower().split("x"))
     data = Path(args.data)
     only = args.only or (["ort-defaults", "edgepose", "denormal-as-zero"] if args.quick else None)
-    study = run_study(args.model, data / "images", pb=args.pb, video=data / "video" / "mmaction2__demo_skeleton.mp4",
-                      threads=args.threads or usable_cores(), size=(w, h), repeats=3 if args.quick else args.repeats,
-                      candidates=only, references=not args.quick, pipeline=not args.quick)  # fmt: skip
+    if args.all:
+        only = list(CANDIDATES)
+    from tqdm import tqdm
+
+    with tqdm(desc="session study", unit="run") as bar:
+        study = run_study(args.model, data / "images", pb=args.pb, video=data / "video" / "mmaction2__demo_skeleton.mp4",
+                          threads=args.threads or usable_cores(), size=(w, h), repeats=3 if args.quick else args.repeats,
+                          candidates=only, references=not args.quick, pipeline=not args.quick, progress=bar.update,
+                          quiet_wait=args.quiet_wait)  # fmt: skip
     print(format_study(study))
     if args.json:
         args.json.write_text(json.dumps({"machine": machine_info(), "session_study": study}, indent=1))

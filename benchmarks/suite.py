@@ -95,7 +95,7 @@ class Options:
         if o.study is None:
             o.study = not o.quick
         if o.quiet_wait is None:
-            o.quiet_wait = 0.0 if o.quick else 2.0
+            o.quiet_wait = 0.0 if o.quick else 0.5
         if o.source is None:
             o.source = str(Path(o.data) / VIDEO)
         if o.pb is None:
@@ -278,7 +278,7 @@ def run_suite(opts: Options, *, progress: bool = True) -> dict:
         raise FileNotFoundError(f"--accuracy needs {coco}/person_keypoints.json")
     if not Path(o.source).exists():
         raise FileNotFoundError(f"no frames at {o.source}")
-    quiet = Quiet(max_wait=o.quiet_wait, retries=0 if o.quick else 3)
+    quiet = Quiet(max_wait=o.quiet_wait, retries=0 if o.quick else 2)
     groups: dict[tuple[int, str], list[Config]] = {}
     for c in configs:
         groups.setdefault((c.threads, c.size), []).append(c)

@@ -60,7 +60,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-decoders", action="store_true", help="skip the decoder vs learnopencv-recipe comparison")
     p.add_argument("--study", dest="study", action="store_true", default=None, help="run the session-option study (default in full mode)")
     p.add_argument("--no-study", dest="study", action="store_false", help="skip the session-option study")
-    p.add_argument("--quiet-wait", type=float, help="seconds to wait for other programs to go quiet before each turn (default 2; quick 0)")
+    p.add_argument("--quiet-wait", type=float, help="seconds to wait for other programs to go quiet before each turn (default 0.5; quick 0)")
     p.add_argument("--out-dir", type=Path, help="where the JSON and PNGs go (default benchmarks/results; quick: build/bench)")
     p.add_argument("--json", type=Path, help="exact JSON path (overrides --out-dir)")
     p.add_argument("--no-plots", action="store_true", help="do not draw PNG plots")
