@@ -547,6 +547,40 @@ def test_real_video_two_people_keep_their_ids(estimator):
     assert {"read", "preprocess", "inference", "decode", "track", "latency"} <= set(r.timings)
 
 
+def test_prescaling_halves_large_frames_and_keeps_image_coordinates():
+    seen = []
+
+    class Sized(FakeEstimator):
+        def letterbox(self, w, h):
+            return Letterbox((w, h), (w // 4 - 3, h // 4 - 3), (w // 4, h // 4))
+
+        def preprocess(self, image, out=None):
+            seen.append(image.shape[:2])
+            return super().preprocess(image, out)
+
+    img = np.zeros((480, 640, 3), np.uint8)
+    res = list(stream(Sized(), [img, img], prescale=True, track=False))
+    assert seen == [(120, 160), (120, 160)]  # halved twice; a third would undershoot 157x117
+    assert all(r.image_size == (640, 480) for r in res)
+    seen.clear()
+    list(stream(Sized(), [img], prescale=False, track=False))
+    assert seen == [(480, 640)]
+
+
+def test_prescaled_frames_give_the_same_poses(estimator):
+    kw = dict(max_frames=8, track=False)
+    a = list(estimator.stream(VIDEO, prescale=False, **kw))
+    b = list(estimator.stream(VIDEO, prescale=True, **kw))
+    assert [len(r.people) for r in a] == [len(r.people) for r in b]
+    d = []
+    for ra, rb in zip(a, b, strict=True):
+        assert ra.image_size == rb.image_size == (1920, 1080)
+        ka, kb = ra.keypoints(), rb.keypoints()
+        both = (ka[..., 2] > 0) & (kb[..., 2] > 0)
+        d += list(np.linalg.norm(ka[..., :2] - kb[..., :2], axis=-1)[both])
+    assert np.median(d) < 1.5  # pixels in a 1920x1080 frame (a map cell is ~29 px)
+
+
 @pytest.mark.slow
 def test_looping_the_real_video_does_not_grow_memory(model_path):
     """A short version of ``benchmarks/stream_bench.py --loop 10000`` (small input size, for speed)."""
