@@ -117,8 +117,8 @@ def session_from_recipe(model: str | Path, recipe: dict, threads: int | None, pr
 
     Recipe keys (all optional):
         ``base``: ``"edgepose"`` (start from :func:`edgepose.session.session_options`) or ``"ort"``
-            (a fresh ``SessionOptions()``: ONNX Runtime's own defaults, threads included);
-        ``threads``: false to leave ``intra_op_num_threads`` alone on an ``ort`` base;
+            (a fresh ``SessionOptions()``: ONNX Runtime's own defaults; ``threads`` None leaves its
+            thread count alone too);
         ``level``: disable, basic, extended, layout, all;
         ``execution_mode``: sequential or parallel;
         ``config``: ``{key: value}`` session config entries;
@@ -147,7 +147,7 @@ def session_from_recipe(model: str | Path, recipe: dict, threads: int | None, pr
     else:
         so = ort.SessionOptions()
         so.log_severity_level = 3
-        if threads and recipe.get("threads", True):
+        if threads:
             so.intra_op_num_threads = threads
     if "execution_mode" in recipe:
         so.execution_mode = getattr(ort.ExecutionMode, f"ORT_{recipe['execution_mode'].upper()}")

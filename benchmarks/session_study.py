@@ -36,38 +36,41 @@ NOSPIN = {"session.intra_op.allow_spinning": "0", "session.inter_op.allow_spinni
 #: name -> (recipe, what it tests). ``ort-defaults`` is the reference every other is compared with.
 CANDIDATES: dict[str, tuple[dict, str]] = {
     "ort-defaults": ({"base": "ort", "threads": False},
-                     "SessionOptions() untouched: ORT picks the threads (physical cores) and pins them"),
+                     "SessionOptions() untouched: ORT picks the threads (physical cores) and pins them "
+                     "(with fewer threads than cores: only the thread count set)"),
+    "ort-defaults-again": ({"base": "ort", "threads": False},
+                           "the same as ort-defaults, in its own process: the noise floor of this comparison (A/A)"),
     "edgepose-before": ({"base": "ort", "level": "all", "attrs": {"inter_op_num_threads": 1}},
                         "edgepose's options before this study: intra = cores, inter = 1, ORT_ENABLE_ALL"),
     "edgepose": ({"base": "edgepose"}, "edgepose.session.session_options() as it is now"),
-    "threads=cores": ({"base": "ort"}, "intra_op_num_threads = usable cores, set explicitly (no pinning)"),
-    "level=basic": ({"base": "ort", "threads": False, "level": "basic"}, "constant folding, redundant nodes"),
-    "level=extended": ({"base": "ort", "threads": False, "level": "extended"},
+    "threads=cores": ({"base": "ort"}, "intra_op_num_threads set explicitly to the thread count (ORT does not pin them then)"),
+    "level=basic": ({"base": "ort", "level": "basic"}, "constant folding, redundant nodes"),
+    "level=extended": ({"base": "ort", "level": "extended"},
                        "+ fusions (Conv+Relu ...), no layout transformation"),
-    "level=layout": ({"base": "ort", "threads": False, "level": "layout"}, "+ layout transformations"),
-    "no-nchwc": ({"base": "ort", "threads": False, "disabled_optimizers": ["NchwcTransformer"]},
+    "level=layout": ({"base": "ort", "level": "layout"}, "+ layout transformations"),
+    "no-nchwc": ({"base": "ort", "disabled_optimizers": ["NchwcTransformer"]},
                  "ORT_ENABLE_ALL without the NCHWc (blocked channels) layout transformer"),
-    "denormal-as-zero": ({"base": "ort", "threads": False, "config": DAZ}, "flush denormals to zero"),
-    "no-spinning": ({"base": "ort", "threads": False, "config": NOSPIN}, "threads block at once when idle"),
-    "pad-channels": ({"base": "ort", "threads": False, "pad_channels": "aligned"},
+    "denormal-as-zero": ({"base": "ort", "config": DAZ}, "flush denormals to zero"),
+    "no-spinning": ({"base": "ort", "config": NOSPIN}, "threads block at once when idle"),
+    "pad-channels": ({"base": "ort", "pad_channels": "aligned"},
                      "graph rewrite: zero channels so every convolution gets the NCHWc layout (921 -> 944)"),
-    "pad-channels-total": ({"base": "ort", "threads": False, "pad_channels": "total"},
+    "pad-channels-total": ({"base": "ort", "pad_channels": "total"},
                            "graph rewrite: only the total padded (921 -> 928); concats stay in NCHW"),
-    "fixed-shape": ({"base": "ort", "threads": False, "free_dims": True},
+    "fixed-shape": ({"base": "ort", "free_dims": True},
                     "free dimension overrides: batch, height, width fixed to the input size"),
-    "iobinding": ({"base": "ort", "threads": False, "free_dims": True, "iobinding": True},
+    "iobinding": ({"base": "ort", "free_dims": True, "iobinding": True},
                   "fixed shape + IOBinding with preallocated outputs (no output allocation per run)"),
-    "no-mem-pattern": ({"base": "ort", "threads": False, "attrs": {"enable_mem_pattern": False}},
+    "no-mem-pattern": ({"base": "ort", "attrs": {"enable_mem_pattern": False}},
                        "memory pattern planning off"),
-    "no-cpu-arena": ({"base": "ort", "threads": False, "attrs": {"enable_cpu_mem_arena": False}},
+    "no-cpu-arena": ({"base": "ort", "attrs": {"enable_cpu_mem_arena": False}},
                      "the CPU memory arena off"),
-    "offline-optimized": ({"base": "ort", "threads": False, "offline": True},
+    "offline-optimized": ({"base": "ort", "offline": True},
                           "optimised once into a file (optimized_model_filepath), loaded with ORT_DISABLE_ALL"),
-    "nhwc-input": ({"base": "ort", "threads": False, "nhwc_input": True},
+    "nhwc-input": ({"base": "ort", "nhwc_input": True},
                    "an NHWC input with a Transpose in front (the layout TensorFlow exports)"),
-    "dynamic-block-base": ({"base": "ort", "threads": False, "config": {"session.dynamic_block_base": "4"}},
+    "dynamic-block-base": ({"base": "ort", "config": {"session.dynamic_block_base": "4"}},
                            "finer-grained parallel loops (session.dynamic_block_base = 4)"),
-    "parallel-executor": ({"base": "ort", "threads": False, "execution_mode": "parallel",
+    "parallel-executor": ({"base": "ort", "execution_mode": "parallel",
                            "attrs": {"inter_op_num_threads": 2}},
                           "ORT_PARALLEL with 2 inter-op threads: run the PAF and heatmap branches side by side"),
 }  # fmt: skip
@@ -76,7 +79,7 @@ CANDIDATES["edgepose+pad-channels"] = ({"base": "edgepose", "pad_channels": "ali
                                       "what ships once the converter pads channels: edgepose's options + the rewrite")
 
 #: the candidates run by default (``--all`` runs every one)
-DEFAULT_CANDIDATES: list[str] = ["ort-defaults", "edgepose-before", "edgepose", "edgepose+pad-channels", "level=extended",
+DEFAULT_CANDIDATES: list[str] = ["ort-defaults", "ort-defaults-again", "edgepose-before", "edgepose", "edgepose+pad-channels", "level=extended",
                                  "no-nchwc", "pad-channels", "pad-channels-total", "denormal-as-zero", "no-spinning",
                                  "fixed-shape", "iobinding", "offline-optimized", "nhwc-input", "parallel-executor"]  # fmt: skip
 
@@ -84,10 +87,19 @@ DEFAULT_CANDIDATES: list[str] = ["ort-defaults", "edgepose-before", "edgepose", 
 PIPELINE_CANDIDATES: dict[str, tuple[dict, str]] = {
     "ort-defaults": CANDIDATES["ort-defaults"],
     "no-spinning": CANDIDATES["no-spinning"],
-    "force-spinning-stop": ({"base": "ort", "threads": False, "config": {"session.force_spinning_stop": "1"}},
+    "force-spinning-stop": ({"base": "ort", "config": {"session.force_spinning_stop": "1"}},
                             "threads spin during a run, stop at its end"),
     "edgepose": CANDIDATES["edgepose"],
 }  # fmt: skip
+
+
+def _threads(recipe: dict, threads: int) -> int | None:
+    """None (leave ONNX Runtime's default) for the ``ort-defaults`` recipes when the study uses all cores."""
+    from benchmarks.machine import physical_cores
+
+    if recipe.get("threads") is False and threads == physical_cores():
+        return None
+    return threads
 
 
 def _references(data: dict, threads: int, size: tuple[int, int], images: str) -> list[tuple[str, str, dict, str]]:
@@ -130,8 +142,8 @@ def run_study(
     specs = []
     for name in names:
         recipe, what = CANDIDATES[name]
-        specs.append((name, "ort", {"model": str(model), "threads": threads, "size": list(size), "images": str(images),
-                                    "recipe": recipe}, what))  # fmt: skip
+        specs.append((name, "ort", {"model": str(model), "threads": _threads(recipe, threads), "size": list(size),
+                                    "images": str(images), "recipe": recipe}, what))  # fmt: skip
     if references:
         specs += _references({"pb": str(pb) if pb else None, "model": str(model)}, threads, size, str(images))
     out = {
@@ -143,8 +155,8 @@ def run_study(
     out["inference"], out["settings"]["background"] = _measure(specs, repeats, warmup, progress, quiet_wait=quiet_wait)
     if pipeline and video:
         pspecs = [
-            (name, "ort", {"model": str(model), "threads": threads, "size": list(size), "images": str(images),
-                           "recipe": recipe, "between": str(video)}, what)
+            (name, "ort", {"model": str(model), "threads": _threads(recipe, threads), "size": list(size),
+                           "images": str(images), "recipe": recipe, "between": str(video)}, what)
             for name, (recipe, what) in PIPELINE_CANDIDATES.items()
         ]  # fmt: skip
         out["pipeline"], out["settings"]["pipeline_background"] = _measure(
