@@ -7,10 +7,14 @@ in alternating rounds so that a busy machine slows both alike; the figure is the
 of each round's ratio ``stream fps / model-only fps``. Throughput is counted in steady state (after
 ``--warmup`` frames), and the whole-run figure is given too.
 
-A configuration is ``t<ORT intra-op threads>w<inference workers>`` with an optional ``-nospin``
-(the session rebuilt with ``session.intra_op.allow_spinning=0``, an experiment: edgepose's session
-options live in ``edgepose/session.py``). ``t2w1`` is the default API (one 2-thread session on a
-2-core machine); ``t1w2`` runs two 1-thread inferences at once.
+A configuration is ``t<ORT intra-op threads>w<inference workers>`` with an optional ``-spin`` or
+``-nospin`` (the session rebuilt with intra-op spinning forced on or off; by default
+``edgepose.session`` decides). ``t2w1`` is the default API on a 2-core machine (one 2-thread
+session); ``t1w2`` (two 1-thread inferences at once) is what ``edgepose run`` picks for offline video.
+
+The machine may be shared: each round records the CPU other programs used meanwhile (from
+``/proc/*/task/*/schedstat``), a round they disturbed (``--disturbed`` cores) is measured again
+(``--retries``), and ``--wait-quiet S`` waits for them to go quiet before each round.
 
 Memory (``--loop N``): the video looped for N frames through the stream (offline, tracking on,
 a JSON-lines sink to a temporary file); resident memory (psutil) is sampled after warm-up and then
@@ -53,22 +57,62 @@ DEFAULT_VIDEO = ROOT.parent / "shared" / "data" / "video" / "mmaction2__demo_ske
 
 
 def parse_config(text: str) -> dict:
-    m = re.fullmatch(r"t(\d+)w(\d+)(-nospin)?", text)
+    m = re.fullmatch(r"t(\d+)w(\d+)(-spin|-nospin)?", text)
     if not m:
-        raise SystemExit(f"bad configuration {text!r}: expected t<threads>w<workers>[-nospin], e.g. t2w1")
-    return {"name": text, "threads": int(m.group(1)), "workers": int(m.group(2)), "spin": not m.group(3)}
+        raise SystemExit(f"bad configuration {text!r}: expected t<threads>w<workers>[-spin|-nospin], e.g. t2w1")
+    spin = {None: None, "-spin": True, "-nospin": False}[m.group(3)]
+    return {"name": text, "threads": int(m.group(1)), "workers": int(m.group(2)), "spin": spin}
 
 
 def make_estimator(model: Path, cfg: dict, size: str | None) -> PoseEstimator:
     est = PoseEstimator(model, device="cpu", threads=cfg["threads"], size=size)
-    if not cfg["spin"]:  # an experiment only: the runtime's options are edgepose.session's
+    if cfg["spin"] is not None:  # an experiment: edgepose.session decides spinning otherwise
         from edgepose._ort import ort
         from edgepose.session import session_options
 
-        so = session_options(cfg["threads"])
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        so = session_options(cfg["threads"], spinning=cfg["spin"])
         est.session = ort.InferenceSession(str(model), so, providers=["CPUExecutionProvider"])
     return est
+
+
+# -- other programs' CPU use (this machine is shared) --------------------------------------------------
+def _others_ns() -> int:
+    me, total = os.getpid(), 0
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == me:
+            continue
+        try:
+            tids = os.listdir(f"/proc/{name}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{name}/task/{tid}/schedstat", "rb") as f:
+                    total += int(f.read().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue
+    return total
+
+
+class Others:
+    """CPU cores other programs used while a measurement ran."""
+
+    def __enter__(self) -> Others:
+        self.ns, self.t = _others_ns(), time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.cores = max(0, _others_ns() - self.ns) / 1e9 / (time.perf_counter() - self.t)
+
+
+def wait_quiet(max_wait: float, threshold: float = 0.1) -> float:
+    """Wait (up to ``max_wait`` s) until other programs use less than ``threshold`` cores; return their use."""
+    deadline = time.monotonic() + max_wait
+    while True:
+        with Others() as o:
+            time.sleep(0.5)
+        if o.cores < threshold or time.monotonic() > deadline:
+            return o.cores
 
 
 def first_frame(video: Path) -> np.ndarray:
@@ -139,19 +183,31 @@ def throughput(args) -> dict:
     rows: dict[str, dict] = {c["name"]: {"model": [], "stream": [], "ratio": [], "model_cpu": [], "stream_cpu": [],
                                          "stream_whole": [], "stage_ms": None, "threads": None} for c in configs}  # fmt: skip
     loads = []
+    disturbed = {c["name"]: 0 for c in configs}
     for r in range(args.rounds):
         order = configs[r % len(configs):] + configs[: r % len(configs)]
         for c in order:
             est = ests[c["name"]]
-            loads.append(os.getloadavg()[0])
-            pair = {}
-            steps = ["model", "stream"] if r % 2 == 0 else ["stream", "model"]
-            for what in steps:
-                if what == "model":
-                    pair[what] = model_only(est, x, c["workers"], args.frames, args.warmup)
-                else:
-                    pair[what] = end_to_end(est, args.video, c["workers"], args.warmup, args.frames)
+            for attempt in range(args.retries + 1):
+                if args.wait_quiet:
+                    wait_quiet(args.wait_quiet)
+                loads.append(os.getloadavg()[0])
+                pair, others = {}, []
+                steps = ["model", "stream"] if r % 2 == 0 else ["stream", "model"]
+                for what in steps:
+                    with Others() as o:
+                        if what == "model":
+                            pair[what] = model_only(est, x, c["workers"], args.frames, args.warmup)
+                        else:
+                            pair[what] = end_to_end(est, args.video, c["workers"], args.warmup, args.frames)
+                    others.append(o.cores)
+                if max(others) <= args.disturbed:
+                    break
+                disturbed[c["name"]] += 1
+                print(f"round {r + 1} {c['name']}: other programs used {max(others):.2f} cores"
+                      f"{', measuring again' if attempt < args.retries else ', kept'}", file=sys.stderr)  # fmt: skip
             row = rows[c["name"]]
+            row.setdefault("others_cores", []).append(max(others))
             row["model"].append(pair["model"]["fps"])
             row["stream"].append(pair["stream"]["fps"])
             row["stream_whole"].append(pair["stream"]["fps_whole"])
@@ -172,6 +228,7 @@ def throughput(args) -> dict:
             "ratio_to_best_model_only": med(row["stream"]) / best_model,
             "model_cpu_ms_per_frame": med(row["model_cpu"]), "stream_cpu_ms_per_frame": med(row["stream_cpu"]),
             "stage_ms": row["stage_ms"], "threads": row["threads"], "rounds": row,
+            "others_cores_median": med(row["others_cores"]), "disturbed_rounds_remeasured": disturbed[name],
         }  # fmt: skip
     return {"input": info, "configs": configs, "load_avg_1min": {"median": med(loads), "max": max(loads)},
             "summary": summary}  # fmt: skip
@@ -230,12 +287,14 @@ def markdown(res: dict) -> str:
     lines = [f"input {inp['source'][0]}x{inp['source'][1]} -> network {inp['input'][0]}x{inp['input'][1]}; "
              f"load average (1 min) median {res['result']['load_avg_1min']['median']:.1f}",
              "", "| config | ORT threads x workers | model only fps | stream fps | stream / model (median of rounds, min-max) "
-             "| stream / best model-only | CPU ms/frame model, stream |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+             "| stream / best model-only | CPU ms/frame model, stream | other programs (cores) |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for name, s in res["result"]["summary"].items():
         t = s["threads"]
         lines.append(f"| {name} | {t['ort_intra_op']} x {t['inference_workers']} | {s['model_fps']:.2f} | "
                      f"{s['stream_fps']:.2f} | {s['ratio_median_of_rounds']:.3f} ({s['ratio_min']:.2f}-{s['ratio_max']:.2f}) | "
-                     f"{s['ratio_to_best_model_only']:.3f} | {s['model_cpu_ms_per_frame']:.0f}, {s['stream_cpu_ms_per_frame']:.0f} |")  # fmt: skip
+                     f"{s['ratio_to_best_model_only']:.3f} | {s['model_cpu_ms_per_frame']:.0f}, {s['stream_cpu_ms_per_frame']:.0f} | "
+                     f"{s['others_cores_median']:.2f} |")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -248,6 +307,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--frames", type=int, default=None, help="frames per stream run (default: the whole video)")
     p.add_argument("--warmup", type=int, default=5, help="frames left out of steady-state throughput")
+    p.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",
+                   help="before each round, wait up to S seconds for other programs to use < 0.1 cores")  # fmt: skip
+    p.add_argument("--disturbed", type=float, default=0.25, metavar="CORES",
+                   help="a round during which other programs used more cores than this is measured again")  # fmt: skip
+    p.add_argument("--retries", type=int, default=2, help="times a disturbed round is measured again")
     p.add_argument("--loop", type=int, default=None, metavar="N", help="memory mode: loop the video for N frames")
     p.add_argument("--warmup-frames", type=int, default=300, help="memory mode: first RSS sample after this many frames")
     p.add_argument("--every", type=int, default=500, help="memory mode: RSS sample period in frames")
