@@ -26,7 +26,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Worker", "WorkerError", "Quiet", "interleave", "settle", "cpu_ns", "others_cpu", "cpu_since", "ROOT"]
+__all__ = ["Worker", "WorkerError", "Quiet", "interleave", "settle", "cpu_ns", "others_cpu", "cpu_since", "wait_idle", "ROOT"]
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -219,6 +219,24 @@ def cpu_since(before: dict[int, int], exclude: set[int]) -> int:
     """CPU ns other programs used since the snapshot ``before`` (never negative)."""
     now = others_cpu(exclude)
     return sum(max(0, v - before.get(tid, 0)) for tid, v in now.items())
+
+
+def wait_idle(max_wait: float, *, window: float = 3.0, threshold: float = 0.1, poll: float = 5.0) -> dict:
+    """Wait (at most ``max_wait`` seconds) until other programs used under ``threshold`` cores for ``window`` s.
+
+    Returns:
+        ``{"waited_s", "idle"}``: whether an idle window was found.
+    """
+    t0 = time.perf_counter()
+    me = {os.getpid()}
+    while True:
+        before = others_cpu(me)
+        time.sleep(window)
+        if cpu_since(before, me) / 1e9 / window < threshold:
+            return {"waited_s": round(time.perf_counter() - t0, 1), "idle": True}
+        if time.perf_counter() - t0 + poll + window > max_wait:
+            return {"waited_s": round(time.perf_counter() - t0, 1), "idle": False}
+        time.sleep(poll)
 
 
 class Quiet:

