@@ -54,13 +54,19 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def _loadavg() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (OSError, AttributeError):  # pragma: no cover - not Unix
+        return None
+
+
 def _session(path: str | Path, threads: int, profile_prefix: str | None = None):
     from edgepose.session import session_options
 
-    so = session_options(threads)
     # Several sessions take turns in this process: a finished session's spinning pool would
     # steal the cores of the next one and bias the comparison.
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so = session_options(threads, spinning=False)
     if profile_prefix:
         so.enable_profiling = True
         so.profile_file_prefix = profile_prefix
@@ -260,7 +266,9 @@ def variant_report(
         row["AP_delta"] = row["AP"] - rows[0]["AP"]
     sessions = {row["name"]: _session(p, threads) for row, p in zip(rows, paths, strict=True)}
     tin = [x for x, _ in inputs[: max(1, timing_images)]]
+    load_before = _loadavg()
     times = time_interleaved(sessions, tin, rounds=rounds, progress=progress)
+    load_after = _loadavg()
     ref_t = np.asarray(times[rows[0]["name"]])
     for row in rows:
         t = np.asarray(times[row["name"]])
@@ -277,6 +285,7 @@ def variant_report(
         "onnxruntime": ort.__version__, "threads": threads, "input_budget": f"{size[0]}x{size[1]}",
         "timing_input_shapes": [f"{w}x{h}" for w, h in shapes], "rounds": rounds, "spinning": "off",
         "annotations": str(annotations), "images": len(frames), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "loadavg_1min_before_after_timing": [load_before, load_after],
     }  # fmt: skip
     return {"settings": settings, "models": rows}
 
@@ -289,7 +298,8 @@ def to_markdown(rep: dict) -> str:
         "",
         f"{s['cpu']}, {s['threads']} threads ({s['cores_available']} cores available), onnxruntime {s['onnxruntime']}, "
         f"CPUExecutionProvider; input budget {s['input_budget']}; {s['images']} annotated images; "
-        f"timing: {s['rounds']} interleaved rounds on {', '.join(s['timing_input_shapes'])} inputs, thread spinning off; "
+        f"timing: {s['rounds']} interleaved rounds on {', '.join(s['timing_input_shapes'])} inputs, thread spinning off, "
+        f"1-min load average {s['loadavg_1min_before_after_timing'][0]} before / {s['loadavg_1min_before_after_timing'][1]} after; "
         f"{s['date']}.",
         "",
         "| model | variant | size MB | AP | ΔAP | AP50 | heatmaps max / mean err | PAFs max / mean err "
