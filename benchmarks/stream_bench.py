@@ -12,8 +12,8 @@ A configuration is ``t<ORT intra-op threads>w<inference workers>`` with an optio
 ``edgepose.session`` decides). ``t2w1`` is the default API on a 2-core machine (one 2-thread
 session); ``t1w2`` (two 1-thread inferences at once) is what ``edgepose run`` picks for offline video.
 
-The machine may be shared: each round records the CPU other programs used meanwhile (from
-``/proc/*/task/*/schedstat``), a round they disturbed (``--disturbed`` cores) is measured again
+The machine may be shared: each round records the CPU other programs used meanwhile (the
+machine's busy time from ``/proc/stat`` minus this process's), a round they disturbed (``--disturbed`` cores) is measured again
 (``--retries``), and ``--wait-quiet S`` waits for them to go quiet before each round.
 
 Memory (``--loop N``): the video looped for N frames through the stream (offline, tracking on,
@@ -76,33 +76,31 @@ def make_estimator(model: Path, cfg: dict, size: str | None) -> PoseEstimator:
 
 
 # -- other programs' CPU use (this machine is shared) --------------------------------------------------
-def _others_ns() -> int:
-    me, total = os.getpid(), 0
-    for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == me:
-            continue
-        try:
-            tids = os.listdir(f"/proc/{name}/task")
-        except OSError:
-            continue
-        for tid in tids:
-            try:
-                with open(f"/proc/{name}/task/{tid}/schedstat", "rb") as f:
-                    total += int(f.read().split()[0])
-            except (OSError, ValueError, IndexError):
-                continue
-    return total
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _busy_s() -> float:
+    """CPU seconds the whole machine has spent busy (``/proc/stat``; exited processes included)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (sum(v[:8]) - v[3] - v[4]) / _TICK  # all but idle and iowait (guest time is inside user)
+
+
+def _mine_s() -> float:
+    t = os.times()
+    return t.user + t.system
 
 
 class Others:
-    """CPU cores other programs used while a measurement ran."""
+    """CPU cores other programs used while a measurement ran: the machine's busy time minus ours."""
 
     def __enter__(self) -> Others:
-        self.ns, self.t = _others_ns(), time.perf_counter()
+        self.busy, self.mine, self.t = _busy_s(), _mine_s(), time.perf_counter()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.cores = max(0, _others_ns() - self.ns) / 1e9 / (time.perf_counter() - self.t)
+        wall = time.perf_counter() - self.t
+        self.cores = max(0.0, (_busy_s() - self.busy) - (_mine_s() - self.mine)) / wall
 
 
 def wait_quiet(max_wait: float, threshold: float = 0.1) -> float:
