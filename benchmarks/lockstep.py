@@ -26,7 +26,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Worker", "WorkerError", "Quiet", "interleave", "settle", "cpu_ns", "others_cpu", "cpu_since", "wait_idle", "ROOT"]
+__all__ = ["Worker", "WorkerError", "Quiet", "interleave", "settle", "cpu_ns", "others_cpu", "cpu_since", "wait_idle", "Burner", "ROOT"]
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -239,6 +239,45 @@ def wait_idle(max_wait: float, *, window: float = 3.0, threshold: float = 0.1, p
         time.sleep(poll)
 
 
+class Burner:
+    """A deliberate load: ``cores`` processes spinning on the CPU until :meth:`stop` (a context manager).
+
+    Used to measure configurations "with one core busy elsewhere" reproducibly, whatever else
+    the machine is doing.
+    """
+
+    def __init__(self, cores: int = 1) -> None:
+        self.cores = cores
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self) -> Burner:
+        for _ in range(self.cores):
+            self.procs.append(subprocess.Popen([sys.executable, "-c", "while True: pass"]))
+        time.sleep(0.2)
+        return self
+
+    @property
+    def pids(self) -> set[int]:
+        return {p.pid for p in self.procs}
+
+    def stop(self) -> None:
+        for p in self.procs:
+            p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        self.procs = []
+
+    def __enter__(self) -> Burner:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
 class Quiet:
     """Waits for, and measures, other programs' CPU use around each turn.
 
@@ -246,10 +285,13 @@ class Quiet:
         max_wait: seconds to wait for the machine to be quiet before a turn (then go anyway).
         threshold: other programs' CPU use, in cores, above which a turn counts as disturbed.
         retries: how many times a disturbed turn is measured again.
+        ignore: process ids not counted as other programs (a load the experiment itself runs).
     """
 
-    def __init__(self, max_wait: float = 2.0, threshold: float = 0.25, retries: int = 3) -> None:
+    def __init__(self, max_wait: float = 2.0, threshold: float = 0.25, retries: int = 3,
+                 ignore: set[int] | None = None) -> None:  # fmt: skip
         self.max_wait, self.threshold, self.retries = max_wait, threshold, retries
+        self.ignore = set(ignore or ())  # processes that are part of the experiment (a load generator)
         self.enabled = os.path.isdir("/proc/self/task")
         self.waited_s = 0.0
         self.disturbed = 0
@@ -325,7 +367,7 @@ def interleave(
     while live and (min(len(out[w.label]) for w in live) < repeats or time.perf_counter() - t0 < min_seconds):
         k = r % len(live)
         for w in live[k:] + live[:k]:
-            exclude = {os.getpid(), w.proc.pid}
+            exclude = {os.getpid(), w.proc.pid} | quiet.ignore
             for attempt in range(quiet.retries + 1):
                 quiet.wait(exclude)
                 mark = quiet.start(exclude)

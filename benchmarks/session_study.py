@@ -23,12 +23,12 @@ import logging
 import sys
 from pathlib import Path
 
-from benchmarks.lockstep import Quiet, Worker, WorkerError, interleave
+from benchmarks.lockstep import Burner, Quiet, Worker, WorkerError, interleave
 from benchmarks.stats import ratio, summary
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CANDIDATES", "DEFAULT_CANDIDATES", "PIPELINE_CANDIDATES", "run_study", "format_study"]
+__all__ = ["CANDIDATES", "DEFAULT_CANDIDATES", "CONTENDED_CANDIDATES", "PIPELINE_CANDIDATES", "run_study", "format_study"]
 
 DAZ = {"session.set_denormal_as_zero": "1"}
 NOSPIN = {"session.intra_op.allow_spinning": "0", "session.inter_op.allow_spinning": "0"}
@@ -75,8 +75,21 @@ CANDIDATES: dict[str, tuple[dict, str]] = {
                           "ORT_PARALLEL with 2 inter-op threads: run the PAF and heatmap branches side by side"),
 }  # fmt: skip
 
-CANDIDATES["edgepose+pad-channels"] = ({"base": "edgepose", "pad_channels": "aligned"},
-                                      "what ships once the converter pads channels: edgepose's options + the rewrite")
+CANDIDATES.update({
+    "edgepose+pad-channels": ({"base": "edgepose", "pad_channels": "aligned"},
+                              "what ships once the converter pads channels: edgepose's options + the rewrite"),
+    "force-spinning-stop": ({"base": "ort", "config": {"session.force_spinning_stop": "1"}},
+                            "threads spin during a run and stop at its end"),
+    "no-spinning+dynamic-block-base": ({"base": "ort", "config": {**NOSPIN, "session.dynamic_block_base": "4"}},
+                                       "no spinning, and parallel loops cut in smaller blocks any thread can take"),
+    "threads=1": ({"base": "edgepose", "threads": 1}, "edgepose's options with one intra-op thread"),
+    "pad-channels+threads=1": ({"base": "edgepose", "threads": 1, "pad_channels": "aligned"},
+                               "the channel-padding rewrite with one intra-op thread"),
+})  # fmt: skip
+
+#: candidates measured again while a process of the study's own keeps one core busy
+CONTENDED_CANDIDATES: list[str] = ["ort-defaults", "edgepose", "force-spinning-stop", "no-spinning+dynamic-block-base",
+                                   "threads=1", "pad-channels", "edgepose+pad-channels", "pad-channels+threads=1"]  # fmt: skip
 
 #: the candidates run by default (``--all`` runs every one)
 DEFAULT_CANDIDATES: list[str] = ["ort-defaults", "ort-defaults-again", "edgepose-before", "edgepose", "edgepose+pad-channels", "level=extended",
@@ -97,6 +110,8 @@ def _threads(recipe: dict, threads: int) -> int | None:
     """None (leave ONNX Runtime's default) for the ``ort-defaults`` recipes when the study uses all cores."""
     from benchmarks.machine import physical_cores
 
+    if type(recipe.get("threads")) is int:  # a candidate with its own thread count
+        return recipe["threads"]
     if recipe.get("threads") is False and threads == physical_cores():
         return None
     return threads
@@ -131,8 +146,12 @@ def run_study(
     pipeline: bool = True,
     progress=None,
     quiet_wait: float = 0.5,
+    contended: bool = True,
 ) -> dict:
     """Run the study; return ``{"settings", "inference": {name: {...}}, "pipeline": {name: {...}}}``.
+
+    With ``contended`` (and at least two threads), :data:`CONTENDED_CANDIDATES` and the references
+    run once more while a process of the study's own keeps one core busy (``"contended"``).
 
     Each entry holds the recipe, what it tests, p50/p90/p99/min inference ms, session creation ms,
     peak RSS, the CPU its threads burnt spinning after each run, and ``vs_ort_defaults``: the
@@ -140,6 +159,8 @@ def run_study(
     """
     names = candidates or DEFAULT_CANDIDATES
     specs = []
+    if contended and threads >= 2:
+        names = list(dict.fromkeys(list(names) + CONTENDED_CANDIDATES))
     for name in names:
         recipe, what = CANDIDATES[name]
         specs.append((name, "ort", {"model": str(model), "threads": _threads(recipe, threads), "size": list(size),
@@ -163,10 +184,18 @@ def run_study(
             pspecs, max(10, repeats // 2), warmup, progress, stages=("between", "inference"), quiet_wait=quiet_wait)
         out["settings"]["pipeline"] = (f"between two inferences: read a frame of {Path(video).name} and resize it "
                                        "(OpenCV, same thread budget); total = both")  # fmt: skip
+    if contended and threads >= 2:
+        cspecs = [s for s in specs if s[0] in CONTENDED_CANDIDATES or s[1] != "ort"]
+        with Burner(1) as burner:
+            out["contended"], out["settings"]["contended_background"] = _measure(
+                cspecs, repeats, warmup, progress, quiet_wait=quiet_wait, ignore=burner.pids)
+        out["settings"]["contended"] = ("the same inference loop while a process of the study keeps one core busy "
+                                        "(python -c 'while True: pass'): another program, or the capture and "
+                                        "decoding threads of a pipeline, sharing the cores")  # fmt: skip
     return out
 
 
-def _measure(specs, repeats, warmup, progress, stages=("inference",), quiet_wait=0.5) -> tuple[dict, dict]:
+def _measure(specs, repeats, warmup, progress, stages=("inference",), quiet_wait=0.5, ignore=None) -> tuple[dict, dict]:
     workers, whats = [], {}
     for name, kind, spec, what in specs:
         w = Worker(name, kind, spec)
@@ -177,7 +206,7 @@ def _measure(specs, repeats, warmup, progress, stages=("inference",), quiet_wait
             w.error = str(e)
             log.warning("study: %s failed to start: %s", name, e)
         workers.append(w)
-    quiet = Quiet(max_wait=quiet_wait, retries=2)
+    quiet = Quiet(max_wait=quiet_wait, retries=2, ignore=ignore)
     try:
         samples = interleave(workers, warmup=warmup, repeats=repeats, progress=progress, quiet=quiet)
         res = {}
@@ -218,25 +247,39 @@ def background(quiet: Quiet) -> dict:
             "threshold_cores": quiet.threshold, "retries": quiet.retries}  # fmt: skip
 
 
-def format_study(study: dict) -> str:
-    """The study as markdown tables."""
-    lines = []
-    st = study.get("settings", {})
-    lines.append(f"Session-option study: {st.get('size', ['?', '?'])[0]}x{st.get('size', ['?', '?'])[1]}, "
-                 f"{st.get('threads')} threads, {st.get('repeats')} interleaved repeats; "
-                 "speed-up = ORT defaults' p50 / this p50")  # fmt: skip
-    lines.append("")
-    lines.append("| candidate | inference p50 ms | p90 ms | min ms | speed-up vs ORT defaults | create ms | spin CPU ms/run | what |")
-    lines.append("|---|---:|---:|---:|---:|---:|---:|---|")
-    for name, e in study.get("inference", {}).items():
+def _inference_table(entries: dict) -> list[str]:
+    lines = ["| candidate | inference p50 ms | p90 ms | min ms | speed-up vs ORT defaults | create ms | spin CPU ms/run | "
+             "other programs (cores) | what |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---|"]  # fmt: skip
+    for name, e in entries.items():
         if "error" in e:
-            lines.append(f"| {name} | failed | | | | | | {e['error']} |")
+            lines.append(f"| {name} | failed | | | | | | | {e['error']} |")
             continue
         i = e["inference"]
         lines.append(f"| {name} | {i['p50']:.1f} | {i['p90']:.1f} | {i['min']:.1f} | {_x(e.get('vs_ort_defaults'))} | "
-                     f"{_f(e.get('create_ms'))} | {_f(e.get('spin_cpu_ms'))} | {e['what']} |")  # fmt: skip
+                     f"{_f(e.get('create_ms'))} | {_f(e.get('spin_cpu_ms'))} | {e.get('background_cores', 0):.2f} | "
+                     f"{e['what']} |")  # fmt: skip
+    return lines
+
+
+def _bg(b: dict | None) -> str:
+    if not b:
+        return ""
+    return f" Other programs disturbed {b['disturbed_turns']} of {b['turns']} turns."
+
+
+def format_study(study: dict) -> str:
+    """The study as markdown tables."""
+    st = study.get("settings", {})
+    size = st.get("size", ["?", "?"])
+    lines = [f"Session-option study: {size[0]}x{size[1]}, {st.get('threads')} threads, {st.get('repeats')} interleaved "
+             f"repeats; speed-up = ORT defaults' p50 / this p50.{_bg(st.get('background'))}", ""]  # fmt: skip
+    lines += _inference_table(study.get("inference", {}))
+    if study.get("contended"):
+        lines += ["", f"With one core busy: {st.get('contended', '')}.{_bg(st.get('contended_background'))}", ""]
+        lines += _inference_table(study["contended"])
     if study.get("pipeline"):
-        lines += ["", st.get("pipeline", ""), "",
+        lines += ["", st.get("pipeline", "") + "." + _bg(st.get("pipeline_background")), "",
                   "| candidate | between p50 ms | inference p50 ms | total p50 ms | speed-up vs ORT defaults | spin CPU ms/frame |",
                   "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
         for name, e in study["pipeline"].items():
@@ -284,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         study = run_study(args.model, data / "images", pb=args.pb, video=data / "video" / "mmaction2__demo_skeleton.mp4",
                           threads=args.threads or usable_cores(), size=(w, h), repeats=3 if args.quick else args.repeats,
                           candidates=only, references=not args.quick, pipeline=not args.quick, progress=bar.update,
-                          quiet_wait=args.quiet_wait)  # fmt: skip
+                          quiet_wait=args.quiet_wait, contended=not args.quick)  # fmt: skip
     print(format_study(study))
     if args.json:
         args.json.write_text(json.dumps({"machine": machine_info(), "session_study": study}, indent=1))
