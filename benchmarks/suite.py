@@ -342,6 +342,12 @@ def run_suite(opts: Options, *, progress: bool = True) -> dict:
                               quiet_wait=max(o.quiet_wait, 0.5))  # fmt: skip
     finished = dt.datetime.now(dt.timezone.utc).astimezone()
     model_sha = _sha256(o.model)
+    from edgepose.session import session_options, spinning_default
+
+    so = session_options(max(o.threads))
+    session = {"graph_optimization_level": str(so.graph_optimization_level).split(".")[-1],
+               "execution_mode": str(so.execution_mode).split(".")[-1], "inter_op_num_threads": so.inter_op_num_threads,
+               "intra_op_spinning": {str(t): spinning_default(t) for t in o.threads}}  # fmt: skip
     return {
         "schema": SCHEMA,
         "mode": "quick" if o.quick else "full",
@@ -352,7 +358,7 @@ def run_suite(opts: Options, *, progress: bool = True) -> dict:
             "model": str(o.model), "model_sha256": model_sha,
             "variants": {v: str(p) for v, p in find_variants(o.model).items()},
             "source": str(o.source), "threads": o.threads, "sizes": o.sizes, "repeats": o.repeats,
-            "warmup": o.warmup, "accuracy": o.accuracy, "baselines": o.baselines,
+            "warmup": o.warmup, "accuracy": o.accuracy, "baselines": o.baselines, "session_options": session,
             "annotations": str(coco / "person_keypoints.json") if o.accuracy else None,
             "method": ("one worker process per configuration; configurations sharing a thread count and input size run "
                        "in lock step (one frame each in turn, order rotated); each turn starts once the previous "
