@@ -263,8 +263,10 @@ def test_frames_mode_yields_images_and_reuses_buffers(tmp_path):
         assert frame.image is not None and frame.index == result.index and ident(frame.image) == frame.index % 60
         n += 1
     assert n == 40
-    # only the first frames are decoded into new arrays; then every frame reuses a pool buffer
-    assert sum(fresh) <= s.stats.threads["frame_buffers"] and not any(fresh[-20:])
+    # new arrays are decoded only while the pool fills (at most its size); every other frame reuses
+    # a pool buffer. (When a pool buffer is still held downstream the capture may take a fresh one,
+    # so *which* frames are fresh depends on thread timing: only the count is asserted.)
+    assert sum(fresh) <= s.stats.threads["frame_buffers"] < n
 
 
 def test_the_network_input_buffer_is_reused():
