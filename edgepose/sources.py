@@ -255,6 +255,7 @@ class VideoSource:
         self.stats = SourceStats()
         self.fps: float = 0.0
         self.size: tuple[int, int] | None = None
+        self.decoder_threads: int | None = None  # FFmpeg's decoding threads, as OpenCV reports them
         self._cap = None
         self._pos = 0  # next frame number within the file (files only)
         self._index = 0  # next frame index handed out (across loops and reopens)
@@ -277,6 +278,11 @@ class VideoSource:
             if self.kind == "video":
                 n = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
                 self.stats.expected = n if n > 0 else None
+            try:
+                nt = int(self._cap.get(cv2.CAP_PROP_N_THREADS) or 0)
+            except Exception:  # a wrapper or back-end without the property
+                nt = 0
+            self.decoder_threads = nt or None
             log.info("opened %s %s (%s fps, %s)", self.kind, self.source, self.fps or "?", self.size or "size ?")
         return self
 

@@ -1,12 +1,22 @@
 """Streaming: one result per frame from any source, in pipelined threads, with nothing lost.
 
-Four stages run in their own threads, joined by bounded queues::
+The stages run in their own threads, joined by bounded queues::
 
-    capture ──q──> pre-process + inference ──q──> decode + tracking ──q──> sinks ──q──> you
+    capture ──q──> pre-process + inference (``workers`` threads) ──q──> decode + tracking ──q──> sinks ──q──> you
 
 OpenCV's decoding, ONNX Runtime and most of numpy release the GIL, so reading and decoding
-overlap inference. Frames are decoded into a small pool of preallocated buffers and the network
-input is one reused buffer, so a long run does not grow in memory.
+overlap inference. With several inference workers, results still leave in frame order. Frames
+are decoded into a small pool of preallocated buffers, large frames are halved with a box filter
+before the estimator's own resize (``prescale``), and each worker reuses its network input
+buffer, so a long run does not grow in memory.
+
+On a CPU, one session whose threads take every core stalls whenever capture or decoding needs a
+core; two workers on sessions of half the cores each keep the cores busy (``edgepose run`` does
+this for offline video; see ``benchmarks/stream_bench.py``)::
+
+    est = PoseEstimator(model, threads=1)        # on a 2-core machine
+    for r in est.stream("clip.mp4", workers=2):
+        ...
 
 Two policies:
 
@@ -350,7 +360,8 @@ class Stream:
         self._stage_n = 0
         self.stats.threads = {
             "ort_intra_op": getattr(estimator, "threads", None),
-            "capture_decode": decode_threads or "opencv default",
+            "capture": 1,
+            "capture_decode": getattr(self.source, "decoder_threads", None) or decode_threads,
             "inference_workers": self.workers,
             "stages": 3 + self.workers,
             "frame_buffers": n,
