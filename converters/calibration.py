@@ -56,6 +56,8 @@ class CalibrationSet:
         sources: the sources as given, with how many readable frames each held.
         real: how many inputs are unaugmented frames.
         sha256: hash of the inputs (shapes and bytes, in order): identifies the set in model metadata.
+        valid: per input, the ``(w, h)`` of the image inside the padded input (the letterbox's
+            ``resized``), when the pre-processing reports it.
     """
 
     inputs: list[np.ndarray]
@@ -63,6 +65,7 @@ class CalibrationSet:
     sources: dict[str, int] = field(default_factory=dict)
     real: int = 0
     sha256: str = ""
+    valid: list[tuple[int, int]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.inputs)
@@ -89,6 +92,11 @@ def _augment(img: np.ndarray, how: str) -> np.ndarray:
         y0, x0 = (h - ch) // 2, (w - cw) // 2
         return np.ascontiguousarray(img[y0 : y0 + ch, x0 : x0 + cw])
     raise CalibrationError(f"unknown augmentation {how!r}; choose from {', '.join(AUGMENTATIONS)}")
+
+
+def _valid_size(x: np.ndarray, box) -> tuple[int, int]:
+    resized = getattr(box, "resized", None)
+    return (int(resized[0]), int(resized[1])) if resized is not None else (x.shape[2], x.shape[1])
 
 
 def _plan(sources: Sequence[str | Path]) -> list[int | None]:
@@ -150,6 +158,7 @@ def collect_frames(
     # needed for augmented copies (a 1080p frame is 6 MB, its network input 2 MB).
     keep_raw = bool(augment)
     inputs: list[np.ndarray] = []
+    valid: list[tuple[int, int]] = []
     names: list[str] = []
     raw: list[np.ndarray] = []
     readable: dict[str, int] = {}
@@ -169,8 +178,9 @@ def collect_frames(
                     good += 1
                     g = offset + frame.index
                     if (keep is None and len(inputs) < count) or (keep is not None and g in keep):
-                        x, _ = preprocess(frame.image)
+                        x, box = preprocess(frame.image)
                         inputs.append(np.array(x, np.float32, copy=True))
+                        valid.append(_valid_size(x, box))
                         names.append(f"{label}#{frame.index}")
                         if keep_raw:
                             raw.append(frame.image)
@@ -201,11 +211,13 @@ def collect_frames(
             )
         todo = [(a, i) for a in augment for i in range(real)][: count - real]
         for a, i in tqdm(todo, desc="augmented copies", unit="frame", disable=not progress):
-            x, _ = preprocess(_augment(raw[i], a))
+            x, box = preprocess(_augment(raw[i], a))
             inputs.append(np.array(x, np.float32, copy=True))
+            valid.append(_valid_size(x, box))
             names.append(f"{names[i]}+{a}")
         log.info("calibration: %d real frames + %d augmented copies (%s)", real, count - real, "+".join(augment))
-    return CalibrationSet(inputs=inputs, names=names, sources=readable, real=real, sha256=_hash_inputs(inputs))
+    return CalibrationSet(inputs=inputs, names=names, sources=readable, real=real, sha256=_hash_inputs(inputs),
+                          valid=valid)  # fmt: skip
 
 
 def fixed_letterbox(size: tuple[int, int], stride: int):

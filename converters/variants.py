@@ -78,7 +78,7 @@ class VariantSpec:
 
     name: str
     description: str
-    options: tuple[str, ...]
+    options: tuple[str, ...]  # the CLI options (argparse dests) that apply
     #: tolerances of the check against the float model on real frames (valid image area):
     #: (max |diff| of any heatmap/PAF value, mean |diff|)
     tolerance: tuple[float, float]
@@ -88,13 +88,13 @@ class VariantSpec:
 VARIANTS: dict[str, VariantSpec] = {
     "fp16": VariantSpec(
         "fp16", "float16 weights and activations, float32 inputs/outputs (GPU / TensorRT; slow on CPU)",
-        ("calib", "check_frames"), (0.25, 0.005),
+        ("calib", "threads", "tolerance"), (0.25, 0.005),
     ),
     "int8": VariantSpec(
         "int8", "static int8 QDQ, per-channel weights, uint8 activations calibrated on real frames (CPU, TensorRT int8)",
-        ("calib", "calib_frames", "augment", "method", "fixed_shape", "keep_float", "equalize", "alpha",
-         "activation_type", "reduce_range", "check_frames"),
-        (1.0, 0.03),
+        ("calib", "calib_frames", "augment", "method", "fixed_shape", "keep_float", "no_equalize", "alpha",
+         "activation_type", "reduce_range", "threads", "tolerance"),
+        (0.75, 0.02),
     ),
 }  # fmt: skip
 
@@ -277,19 +277,6 @@ def _estimator(model_path: Path, threads: int | None, fixed_shape: tuple[int, in
     return est
 
 
-def _valid_sizes(est, calib: CalibrationSet, idx: list[int]) -> list[tuple[int, int]]:
-    # The letterbox of each frame is not kept in the set; the padding is (0 - mean) * scale, so the
-    # valid area is the bounding box of the non-padding pixels. Using the whole input is also fine.
-    out = []
-    pad = est._pad_value
-    for i in idx:
-        x = calib.inputs[i]
-        content = np.any(x != pad, axis=0)
-        ys, xs = np.nonzero(content)
-        out.append((int(xs.max()) + 1, int(ys.max()) + 1) if len(xs) else (x.shape[2], x.shape[1]))
-    return out
-
-
 # -- fp16 -----------------------------------------------------------------------------------------
 def build_fp16(
     model_path: str | Path,
@@ -369,7 +356,7 @@ def _check_frames(model_path: Path, sources, threads, progress) -> tuple[list[np
     calib = collect_frames(list(sources), CHECK_FRAMES, est.preprocess, augment=(), progress=progress,
                            allow_fewer=True)  # fmt: skip
     idx = list(range(len(calib)))
-    return [calib.inputs[i] for i in idx], _valid_sizes(est, calib, idx)
+    return [calib.inputs[i] for i in idx], [calib.valid[i] for i in idx]
 
 
 # -- int8 -----------------------------------------------------------------------------------------
@@ -537,7 +524,7 @@ def build_int8(
     set_metadata(qmodel, _with_variant(meta, "int8", fixed), **_carry(get_props(model)), **extra)
     with step("check vs fp32"):
         idx = _check_inputs(cset)
-        errors = output_errors(model, qmodel, [cset.inputs[i] for i in idx], _valid_sizes(est, cset, idx),
+        errors = output_errors(model, qmodel, [cset.inputs[i] for i in idx], [cset.valid[i] for i in idx],
                                meta.stride, threads or 1)  # fmt: skip
         _check(errors, tolerance or VARIANTS["int8"].tolerance, "int8")
     with step("write"):
@@ -651,7 +638,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
+#: defaults of the variant-specific CLI options (to tell which ones were given)
+_OPTION_DEFAULTS = {"calib": None, "calib_frames": 100, "augment": [], "method": "percentile", "fixed_shape": None,
+                    "keep_float": None, "no_equalize": False, "alpha": None, "activation_type": "u8",
+                    "reduce_range": False, "threads": None, "tolerance": None}  # fmt: skip
+
+
 def run(args: argparse.Namespace) -> int:
+    spec = VARIANTS[args.variant]
+    given = [k for k, v in _OPTION_DEFAULTS.items() if getattr(args, k, v) != v and k not in spec.options]
+    if given:
+        others = [n for n, sp in VARIANTS.items() if n != args.variant and given[0] in sp.options]
+        raise VariantError(f"--{given[0].replace('_', '-')} does not apply to --variant {args.variant}"
+                           + (f" (only to {', '.join(others)})" if others else ""))  # fmt: skip
     if args.method not in METHODS:
         raise VariantError(f"unknown calibration method {args.method!r}; choose from {', '.join(METHODS)}")
     tol = tuple(args.tolerance) if args.tolerance else None

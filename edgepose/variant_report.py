@@ -139,22 +139,29 @@ def keypoint_agreement(ref_results: list, results: list, px: float = 2.0) -> dic
 
 # -- timing -----------------------------------------------------------------------------------------
 def time_interleaved(sessions: dict, inputs: Sequence[np.ndarray], rounds: int = 30, warmup: int = 3,
-                     progress: bool = True) -> dict[str, list[float]]:  # fmt: skip
-    """Milliseconds per run for each session, taking turns on the same input every round."""
+                     progress: bool = True) -> dict[str, dict[str, list[float]]]:  # fmt: skip
+    """Wall and process-CPU milliseconds per run for each session, taking turns on the same input every round.
+
+    Returns:
+        ``{name: {"wall": [...], "cpu": [...]}}``. CPU time (all threads of this process) hardly
+        changes when other programs preempt the run; wall time does, so both are kept.
+    """
     from tqdm import tqdm
 
     names = list(sessions)
     for x in inputs[:warmup] or inputs[:1]:
         for n in names:
             sessions[n].run(None, {INPUT: x[None]})
-    times: dict[str, list[float]] = {n: [] for n in names}
+    times: dict[str, dict[str, list[float]]] = {n: {"wall": [], "cpu": []} for n in names}
     for r in tqdm(range(rounds), desc="timing", unit="round", disable=not progress):
         x = inputs[r % len(inputs)][None]
         order = names[r % len(names) :] + names[: r % len(names)]
         for n in order:
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             sessions[n].run(None, {INPUT: x})
-            times[n].append((time.perf_counter() - t0) * 1e3)
+            t1, c1 = time.perf_counter(), time.process_time()
+            times[n]["wall"].append((t1 - t0) * 1e3)
+            times[n]["cpu"].append((c1 - c0) * 1e3)
     return times
 
 
@@ -269,13 +276,17 @@ def variant_report(
     load_before = _loadavg()
     times = time_interleaved(sessions, tin, rounds=rounds, progress=progress)
     load_after = _loadavg()
-    ref_t = np.asarray(times[rows[0]["name"]])
+    ref_t = np.asarray(times[rows[0]["name"]]["wall"])
+    ref_c = np.asarray(times[rows[0]["name"]]["cpu"])
     for row in rows:
-        t = np.asarray(times[row["name"]])
+        t = np.asarray(times[row["name"]]["wall"])
+        c = np.asarray(times[row["name"]]["cpu"])
         row["time_ms"] = {"median": float(np.median(t)), "p10": float(np.percentile(t, 10)),
-                          "p90": float(np.percentile(t, 90)), "runs": len(t)}  # fmt: skip
+                          "p90": float(np.percentile(t, 90)), "cpu_median": float(np.median(c)),
+                          "runs": len(t)}  # fmt: skip
         row["speedup"] = float(np.median(ref_t) / np.median(t))
         row["speedup_paired"] = float(np.median(ref_t / t))  # per round, same input
+        row["speedup_cpu"] = float(np.median(ref_c) / np.median(c))
     if profile:
         for row, p in zip(rows, paths, strict=True):
             row["profile"] = profile_ops(p, tin, threads)
@@ -288,6 +299,16 @@ def variant_report(
         "loadavg_1min_before_after_timing": [load_before, load_after],
     }  # fmt: skip
     return {"settings": settings, "models": rows}
+
+
+def _short(value: str) -> str:
+    """A metadata value for the table: long JSON lists become their length (the JSON report has them whole)."""
+    if value.startswith("[") and len(value) > 80:
+        try:
+            return f"{len(json.loads(value))} entries"
+        except ValueError:
+            pass
+    return value if len(value) <= 100 else value[:97] + "..."
 
 
 def to_markdown(rep: dict) -> str:
@@ -303,8 +324,8 @@ def to_markdown(rep: dict) -> str:
         f"{s['date']}.",
         "",
         "| model | variant | size MB | AP | ΔAP | AP50 | heatmaps max / mean err | PAFs max / mean err "
-        "| keypoints within 2 px | median ms | speed-up |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| keypoints within 2 px | median ms | speed-up | CPU ms | speed-up (CPU time) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rep["models"]:
         e, k, t = r["errors"], r["keypoints"], r["time_ms"]
@@ -312,15 +333,18 @@ def to_markdown(rep: dict) -> str:
             f"| {r['name']} | {r['variant']} | {r['size_bytes'] / 1e6:.2f} | {r['AP']:.3f} | {r['AP_delta']:+.3f} "
             f"| {r['AP50']:.3f} | {e['heatmaps_max']:.3f} / {e['heatmaps_mean']:.4f} "
             f"| {e['pafs_max']:.3f} / {e['pafs_mean']:.4f} | {100 * k['share']:.1f} % "
-            f"| {t['median']:.1f} | {r['speedup']:.2f}x |"
+            f"| {t['median']:.1f} | {r['speedup']:.2f}x | {t['cpu_median']:.1f} | {r['speedup_cpu']:.2f}x |"
         )
     lines.append("")
     lines.append("Keypoints within 2 px: share of the fp32 model's keypoints that the variant reproduces "
-                 "within 2 px after matching people; speed-up: fp32's median time / the variant's.")  # fmt: skip
+                 "within 2 px after matching people; speed-up: fp32's median wall time / the variant's; "
+                 "CPU ms: process CPU time per run (all threads), which other programs' load barely changes.")  # fmt: skip
     for r in rep["models"]:
         if r.get("metadata"):
             lines.append("")
-            lines.append(f"**{r['name']}**: " + "; ".join(f"{k} = {v}" for k, v in sorted(r["metadata"].items())))
+            lines.append(
+                f"**{r['name']}**: " + "; ".join(f"{k} = {_short(v)}" for k, v in sorted(r["metadata"].items()))
+            )
     if any("profile" in r for r in rep["models"]):
         lines += ["", "## Time per operator type (ORT profiler)", ""]
         for r in rep["models"]:

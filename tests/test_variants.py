@@ -251,6 +251,9 @@ def test_cli_errors_are_one_clear_line(cli, model_path, tmp_path):
     assert code == 2 and "no such file" in err
     code, _, err = cli("convert", "variant", tmp_path / "missing.onnx", "--variant", "fp16")
     assert code == 2 and "no model at" in err
+    code, _, err = cli("convert", "variant", model_path, "--variant", "fp16", "--fixed-shape", "432x368",
+                       "--out", tmp_path / "a.onnx")  # fmt: skip
+    assert code == 2 and "--fixed-shape does not apply to --variant fp16 (only to int8)" in err
     assert _listing(tmp_path) == []
 
 
