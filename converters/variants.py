@@ -1,8 +1,9 @@
 """fp16 and calibrated int8 variants of an edgepose model.
 
 ``fp16``: onnxconverter-common's float16 conversion with float32 inputs and outputs, so the runtime
-feeds the same float32 tensors. Meant for GPUs (CUDA, TensorRT); on a CPU, ONNX Runtime casts back
-to float32 around every op, which is slow: expected, and reported as such.
+feeds the same float32 tensors. Meant for GPUs (CUDA, TensorRT); on a CPU, ONNX Runtime has no float16
+convolution kernels, so it inserts casts and runs them in float32: no faster than fp32 (expected,
+and reported as such).
 
 ``int8``: static quantization in QDQ format (per-channel int8 weights, uint8 activations), which
 ONNX Runtime fuses into integer kernels on CPU and TensorRT reads as explicit int8. Steps, each timed
@@ -106,9 +107,9 @@ METHODS: dict[str, str] = {"minmax": "MinMax", "entropy": "Entropy", "percentile
 #: project README): quantizing only the first six backbone blocks (stride 2 and 4, whose features
 #: reach every stage through the pooled ``feat_concat``) costs 0.027 AP, and the last refinement
 #: layers of each branch (L*_3 depthwise + pointwise, L*_4 and L*_5 pointwise, whose folded weights
-#: and inputs span ranges one 8-bit scale cannot hold) most of the rest. Together they are about 12 %
-#: of the multiply-adds; everything else (the 384-channel backbone blocks and the 921-channel stage
-#: inputs, about 88 %) runs in int8.
+#: and inputs span ranges one 8-bit scale cannot hold) most of the rest. Together they are 16 % of
+#: the multiply-adds (7.5 % + 8.1 %); everything else (the 384-channel backbone blocks and the
+#: 921-channel stage inputs, 84 %) runs in int8.
 DEFAULT_KEEP_FLOAT: tuple[str, ...] = (
     r"^MobilenetV1/Conv2d_[0-5][_/]",
     r"^Openpose/MConv_Stage\d_L\d_[345]_",
