@@ -110,7 +110,11 @@ def markdown(r: dict) -> str:
     if r.get("session_study"):
         from benchmarks.session_study import format_study
 
-        lines += ["", format_study(r["session_study"])]
+        st = r["session_study"]
+        if st.get("from_file"):
+            when = (st.get("machine") or {}).get("date", "an earlier run")
+            lines += ["", f"(The study below was run separately, {when}, and read from {st['from_file']}.)"]
+        lines += ["", format_study(st)]
     if r.get("skipped"):
         lines += ["", "Not measured: " + "; ".join(f"{s['what']} ({s['why']})" for s in r["skipped"])]
     return "\n".join(lines)

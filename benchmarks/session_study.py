@@ -330,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
                           quiet_wait=args.quiet_wait, contended=not args.quick)  # fmt: skip
     print(format_study(study))
     if args.json:
-        args.json.write_text(json.dumps({"machine": machine_info(), "session_study": study}, indent=1))
+        args.json.write_text(json.dumps({"machine": machine_info(), "session_study": study}, indent=1) + "\n")
         print(f"wrote {args.json}")
     return 0
 

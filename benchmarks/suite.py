@@ -62,6 +62,9 @@ class Options:
         quiet_wait: seconds to wait for other programs to go quiet before each turn.
         idle_wait: seconds to wait, before each group and the study, for an idle machine (other
             programs under 0.1 cores for 3 s); 0 = do not wait.
+        study_from: take the session-option study from this JSON (written by
+            ``python -m benchmarks.session_study --json``) instead of running it; it keeps its own
+            machine and date.
     """
 
     model: str = "models/mobilenet_thin.onnx"
@@ -82,6 +85,7 @@ class Options:
     quiet_wait: float | None = None
     idle_wait: float = 0.0
     study_repeats: int = 30
+    study_from: str | None = None
 
     def resolved(self) -> Options:
         """A copy with every default filled in for this machine and mode."""
@@ -330,7 +334,9 @@ def run_suite(opts: Options, *, progress: bool = True) -> dict:
     finally:
         bar.close()
     study = None
-    if o.study:
+    if o.study_from:
+        study = load_study(o.study_from)
+    elif o.study:
         from benchmarks.session_study import run_study
 
         cores = max(o.threads)
@@ -381,6 +387,21 @@ def run_suite(opts: Options, *, progress: bool = True) -> dict:
         "decoders": decoders,
         "session_study": study,
     }
+
+
+def load_study(path: str | Path) -> dict:
+    """A session-option study saved by ``python -m benchmarks.session_study --json`` (or a bare study dict)."""
+    import json
+
+    d = json.loads(Path(path).read_text())
+    study = d.get("session_study", d)
+    if not isinstance(study, dict) or "inference" not in study:
+        raise ValueError(f"{path} holds no session-option study")
+    study = dict(study)
+    study["from_file"] = str(path)
+    if "machine" in d:
+        study["machine"] = d["machine"]
+    return study
 
 
 def _decoders(o: Options, coco: Path, bar) -> dict | None:

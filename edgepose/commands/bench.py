@@ -60,6 +60,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-decoders", action="store_true", help="skip the decoder vs learnopencv-recipe comparison")
     p.add_argument("--study", dest="study", action="store_true", default=None, help="run the session-option study (default in full mode)")
     p.add_argument("--no-study", dest="study", action="store_false", help="skip the session-option study")
+    p.add_argument("--study-from", metavar="JSON", help="include a study saved by `python -m benchmarks.session_study --json` instead of running one")
     p.add_argument("--quiet-wait", type=float, help="seconds to wait for other programs to go quiet before each turn (default 0.5; quick 0)")
     p.add_argument("--idle-wait", type=float, default=0.0, metavar="S",
                    help="before each group, wait up to S seconds for an idle machine (shared machines; default 0)")
@@ -83,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         model=args.model, data=args.data, quick=args.quick, accuracy=args.accuracy, providers=args.providers,
         variants=args.variants, threads=args.threads, sizes=args.sizes, source=args.source, repeats=args.repeats,
         warmup=args.warmup, baselines=not args.no_baselines, study=args.study, decoders=not args.no_decoders,
-        pb=args.pb, quiet_wait=args.quiet_wait, idle_wait=args.idle_wait,
+        pb=args.pb, quiet_wait=args.quiet_wait, idle_wait=args.idle_wait, study_from=args.study_from,
     )  # fmt: skip
     result = suite.run_suite(opts, progress=not args.no_progress)
     path = args.json or suite.default_output(result, args.out_dir)
