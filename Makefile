@@ -6,7 +6,7 @@ EXTRAS  ?= cpu,convert,eval,track,bench,mqtt,demo,dev
 MODEL   ?= models/mobilenet_thin.onnx
 DATA    ?= ../shared/data
 
-.PHONY: venv model demo test lint variants bench bench-quick eval clean system-deps
+.PHONY: venv model demo test lint variants report-variants bench bench-quick eval clean system-deps
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -38,7 +38,8 @@ lint: venv
 
 variants: model
 	$(VPY) -m edgepose convert variant $(MODEL) --variant fp16
-	$(VPY) -m edgepose convert variant $(MODEL) --variant int8 --calib $(DATA)/coco-val-mini/images
+	$(VPY) -m edgepose convert variant $(MODEL) --variant int8 \
+		--calib $(DATA)/images $(DATA)/video/mmaction2__demo_skeleton.mp4 --augment flip
 
 eval: model
 	$(VPY) -m edgepose eval --model $(MODEL) --annotations $(DATA)/coco-val-mini/person_keypoints.json \
@@ -46,6 +47,10 @@ eval: model
 
 bench: model
 	$(VPY) -m edgepose bench --model $(MODEL) --data $(DATA)
+
+report-variants: variants
+	$(VPY) -m edgepose report-variants $(MODEL) --annotations $(DATA)/coco-val-mini/person_keypoints.json \
+		--images $(DATA)/coco-val-mini/images --out-dir benchmarks/results/variants --profile
 
 bench-quick: model
 	$(VPY) -m edgepose bench --model $(MODEL) --data $(DATA) --quick

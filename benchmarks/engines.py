@@ -130,7 +130,7 @@ def session_from_recipe(model: str | Path, recipe: dict, threads: int | None, pr
         ``nhwc_input``: true to put an NHWC->NCHW Transpose in front (the layout TensorFlow exports);
         ``iobinding``: true to run with IOBinding and preallocated outputs (used by :class:`OrtRaw`);
         ``pad_channels``: ``"aligned"`` or ``"total"``: pad the channels feeding convolutions to the
-            NCHWc block first (:func:`benchmarks.graph_rewrites.pad_depthwise_channels`).
+            NCHWc block first (:func:`converters.graph.pad_depthwise_channels`).
 
     Returns:
         ``(session, info)``: info holds the creation time in ms and the active providers.
@@ -200,7 +200,7 @@ def _rewritten(model: str | Path, recipe: dict) -> tuple[bytes, dict]:
     m = onnx.load(str(model))
     info = {}
     if recipe.get("pad_channels"):
-        from benchmarks.graph_rewrites import pad_depthwise_channels
+        from converters.graph import pad_depthwise_channels
 
         m, rep = pad_depthwise_channels(m, align_inputs=recipe["pad_channels"] != "total")
         info["padded_concats"] = [f"{r['channels']}->{r['padded_to']}" for r in rep["padded"]]

@@ -44,6 +44,7 @@ from converters import __version__
 from converters.caffe_proto import CaffeFormatError, Message, parse_prototxt, read_caffemodel, write_caffemodel
 from converters.common import OPSET, ExportError, check_writable, require, save_atomic, stamp_versions, step
 from converters.common import simplify as onnxsim_simplify
+from converters.graph import pad_depthwise_channels, padding_summary
 from converters.metadata import set_metadata, sha256_file
 from edgepose.layouts import Layout, get_layout, layout_for_channels
 from edgepose.meta import HEATMAPS, INPUT, PAFS, ModelMeta
@@ -775,6 +776,7 @@ def convert_caffe(
     parity_size: tuple[int, int] = PARITY_SIZE,
     tolerance: float = 1e-4,
     input_size: tuple[int, int] = DEFAULT_INPUT_SIZE,
+    pad_channels: bool = True,
 ) -> Path:
     """Convert a CMU OpenPose Caffe network to an edgepose ONNX model; return ``out``.
 
@@ -791,6 +793,8 @@ def convert_caffe(
         parity_size: (w, h) of the parity input.
         tolerance: the largest ``max|onnx - opencv| / max|opencv|`` accepted.
         input_size: preferred (w, h) written into the metadata.
+        pad_channels: pad concatenated stage inputs with zero channels to ONNX Runtime's NCHWc
+            block (:func:`converters.graph.pad_depthwise_channels`; same outputs, faster on CPU).
 
     Raises:
         ExportError: any step failed (unsupported layer, weights that do not match, truncated
@@ -821,13 +825,20 @@ def convert_caffe(
     if simplify:
         with step("onnxsim"):
             model = onnxsim_simplify(model)
+    padding = "none"
+    if pad_channels:
+        with step("pad channels"):
+            model, report = pad_depthwise_channels(model)
+            padding = padding_summary(report)
+        log.info("channel padding: %s", padding)
     stamp_versions(model, opset=opset)
     model.producer_name, model.producer_version = "edgepose-converters", __version__
     meta = ModelMeta(
         layout=heads.layout, stride=heads.stride, channel_order="BGR", scale=CMU_SCALE, mean=CMU_MEAN,
         input_size=tuple(input_size), variant="fp32", source_sha256=sha256_file(caffemodel),
     )  # fmt: skip
-    extra = {"source_name": caffemodel.name, "prototxt_sha256": sha256_file(prototxt), "source_format": "caffe"}
+    extra = {"source_name": caffemodel.name, "prototxt_sha256": sha256_file(prototxt), "source_format": "caffe",
+             "channel_padding": padding}  # fmt: skip
     if plan.name:
         extra["source_network"] = plan.name
     try:
@@ -870,6 +881,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layout", choices=CAFFE_LAYOUTS, help="keypoint layout (default: inferred from the output channels)")
     p.add_argument("--opset", type=int, default=OPSET, help="ONNX opset (default %(default)s)")
     p.add_argument("--no-simplify", action="store_true", help="skip onnxsim")
+    p.add_argument("--no-pad-channels", action="store_true",
+                   help="keep the stage inputs' channel counts (slower on CPU; same outputs)")  # fmt: skip
     p.add_argument("--no-parity", action="store_true", help="skip the parity check against OpenCV's Caffe importer")
     p.add_argument("--parity-image", type=Path, help="image for the parity check (default: a synthetic picture)")
     p.add_argument("--parity-size", type=_size, default=PARITY_SIZE, metavar="WxH",
@@ -885,7 +898,7 @@ def run(args: argparse.Namespace) -> int:
     out = convert_caffe(args.prototxt, args.caffemodel, args.out, layout=args.layout, opset=args.opset,
                         simplify=not args.no_simplify, parity=False if args.no_parity else None,
                         parity_image=args.parity_image, parity_size=args.parity_size, tolerance=args.tolerance,
-                        input_size=args.input_size)  # fmt: skip
+                        input_size=args.input_size, pad_channels=not args.no_pad_channels)  # fmt: skip
     print(f"model: {out}")
     return 0
 

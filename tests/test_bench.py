@@ -173,7 +173,7 @@ def _concat_dw_model(c1=19, c2=38, feat=48):
 def test_pad_depthwise_channels_keeps_the_outputs(align):
     import onnxruntime as ort
 
-    from benchmarks.graph_rewrites import pad_depthwise_channels
+    from converters.graph import pad_depthwise_channels
 
     m = _concat_dw_model()
     x = np.random.default_rng(2).standard_normal((1, 3, 12, 10)).astype(np.float32)
@@ -192,7 +192,7 @@ def test_pad_depthwise_channels_keeps_the_outputs(align):
 
 
 def test_pad_depthwise_channels_leaves_other_patterns_alone():
-    from benchmarks.graph_rewrites import pad_depthwise_channels
+    from converters.graph import pad_depthwise_channels
 
     m = _concat_dw_model(c1=16, c2=32, feat=48)  # already a multiple of 16
     _, rep = pad_depthwise_channels(m)

@@ -556,6 +556,9 @@ def test_real_network_matches_opencv(tmp_path, key, simplify, size):
           f"{time.perf_counter() - t0:.1f} s)")  # fmt: skip
     assert np.abs(ref).max() > 1e-3 and np.isfinite(ref).all()  # the random network is not degenerate
     assert rel <= TOL
-    meta = ModelMeta.from_props(get_props(onnx.load(str(out), load_external_data=False)))
+    props = get_props(onnx.load(str(out), load_external_data=False))
+    meta = ModelMeta.from_props(props)
     assert meta.layout.id == key.split("_")[0] and meta.stride == 8
+    # the stage inputs (backbone features + heatmaps + PAFs) were padded to the NCHWc block
+    assert props["channel_padding"] != "none", props["channel_padding"]
     assert hm.shape[1] == meta.layout.heatmap_channel_count and paf.shape[1] == meta.layout.paf_channel_count

@@ -58,6 +58,10 @@ def test_real_conversion_parity_and_metadata(tmp_path, sdist, capsys):
     assert props["preferred_input_size"] == "432x368"
     assert props["source_sha256"] == tfpose.PB_SHA256
     assert "converter_version" in props
+    # the stage inputs' depthwise convolutions have a channel count ONNX Runtime's NCHWc layout can block
+    assert props["channel_padding"] == "5 concats: 921 -> 944"
+    groups = [a.i for n in m.graph.node if n.op_type == "Conv" for a in n.attribute if a.name == "group" and a.i > 1]
+    assert groups.count(944) == 10 and 921 not in groups, sorted(set(groups))
     # dynamic H and W: two sizes run and give maps at 1/8
     import onnxruntime as ort
 
@@ -87,6 +91,21 @@ def test_build_is_cached(model_path):
     assert tfpose.is_up_to_date(model_path)
     tfpose.convert(model_path)  # no-op
     assert model_path.stat().st_mtime_ns == before
+
+
+def test_unpadded_build_gives_the_same_maps(tmp_path, pb, model_path):
+    """--no-pad-channels: the plain tf2onnx graph; padding only adds zero channels, outputs agree."""
+    import onnxruntime as ort
+
+    out = tfpose.convert(tmp_path / "plain.onnx", pb=pb, pad_channels=False)
+    props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert props["channel_padding"] == "none"
+    assert not tfpose.is_up_to_date(model_path, pad_channels=False) and tfpose.is_up_to_date(out, False)
+    x = np.asarray(tfpose._read_bgr(tfpose.parity_images()[0], (432, 368)), np.float32).transpose(2, 0, 1)[None]
+    plain = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"image": x})
+    padded = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"]).run(None, {"image": x})
+    for a, b in zip(plain, padded, strict=True):
+        assert a.shape == b.shape and np.abs(a - b).max() < 1e-4
 
 
 def test_wrong_sha256_is_refused(tmp_path):
