@@ -46,7 +46,7 @@ eval: model
 		--images $(DATA)/coco-val-mini/images
 
 bench: model
-	$(VPY) -m edgepose bench --model $(MODEL) --data $(DATA)
+	$(VPY) -m edgepose bench --model $(MODEL) --data $(DATA) --accuracy --readme
 
 report-variants: variants
 	$(VPY) -m edgepose report-variants $(MODEL) --annotations $(DATA)/coco-val-mini/person_keypoints.json \

@@ -342,10 +342,12 @@ def run_suite(opts: Options, *, progress: bool = True) -> dict:
         cores = max(o.threads)
         if o.idle_wait > 0:
             idle_log.append({"group": "session study", **wait_idle(o.idle_wait)})
+        study_model = study_base_model(o.model, o.pb)
         with tqdm(desc="session study", unit="run", disable=not progress, dynamic_ncols=True) as sbar:
-            study = run_study(o.model, data / "images", pb=o.pb if Path(o.pb).is_file() else None, video=o.source,
+            study = run_study(study_model, data / "images", pb=o.pb if Path(o.pb).is_file() else None, video=o.source,
                               threads=cores, repeats=o.study_repeats, progress=sbar.update,
                               quiet_wait=max(o.quiet_wait, 0.5))  # fmt: skip
+        study["settings"]["model"] = str(study_model)
     finished = dt.datetime.now(dt.timezone.utc).astimezone()
     model_sha = _sha256(o.model)
     from edgepose.session import session_options, spinning_default
@@ -387,6 +389,29 @@ def run_suite(opts: Options, *, progress: bool = True) -> dict:
         "decoders": decoders,
         "session_study": study,
     }
+
+
+def study_base_model(model: str | Path, pb: str | Path | None) -> Path:
+    """The model the session-option study starts from: tf2onnx's graph without channel padding.
+
+    The shipped model is already padded (``channel_padding`` in its metadata), so the study's
+    ``pad-channels`` candidates would measure nothing on it; the plain graph is converted once from
+    the cached frozen graph (``models/<stem>.plain.onnx``). Without the graph or the convert extra,
+    the study runs on ``model`` itself (and says so in ``settings.model``).
+    """
+    model = Path(model)
+    plain = model.with_name(model.stem + ".plain.onnx")
+    if pb is None or not Path(pb).is_file():
+        return model
+    try:
+        from converters import tfpose
+
+        if not tfpose.is_up_to_date(plain, pad_channels=False):
+            tfpose.convert(plain, pb=Path(pb), pad_channels=False)
+    except Exception as e:  # ImportError (no convert extra), ExportError
+        log.warning("session study on the padded model (the plain graph could not be built: %s)", e)
+        return model
+    return plain
 
 
 def load_study(path: str | Path) -> dict:
