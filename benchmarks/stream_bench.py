@@ -23,6 +23,7 @@ every ``--every`` frames; the figure is the growth from the first sample to the 
 Usage:
     .venv/bin/python benchmarks/stream_bench.py --rounds 7
     .venv/bin/python benchmarks/stream_bench.py --configs t2w1,t1w2,t2w1-nospin --rounds 9
+    .venv/bin/python benchmarks/stream_bench.py --rounds 7 --passes 3   # 216-frame runs
     .venv/bin/python benchmarks/stream_bench.py --loop 10000
 
 Writes ``benchmarks/results/stream-<mode>-<date>-<host>.json`` (or ``--out``) and prints markdown.
@@ -151,10 +152,12 @@ def model_only(est: PoseEstimator, x: np.ndarray, workers: int, n: int, warmup: 
     return {"fps": steady, "fps_whole": len(stamps) / wall, "cpu_ms_per_frame": cpu / len(stamps) * 1e3}
 
 
-def end_to_end(est: PoseEstimator, video: Path, workers: int, warmup: int, max_frames: int | None) -> dict:
-    """The stream over the video (offline, tracking on); steady-state frames per second."""
+def end_to_end(est: PoseEstimator, video: Path, workers: int, warmup: int, max_frames: int | None,
+               loop: bool = False) -> dict:
+    """The stream over the video (offline, tracking on; ``loop``: played again until ``max_frames``);
+    steady-state frames per second."""
     c0, t0 = time.process_time(), time.perf_counter()
-    s = est.stream(video, workers=workers, max_frames=max_frames)
+    s = est.stream(video, workers=workers, max_frames=max_frames, loop=loop)
     stamps = [time.perf_counter() for _ in s]
     wall = time.perf_counter() - t0
     cpu = time.process_time() - c0
@@ -197,7 +200,8 @@ def throughput(args) -> dict:
                         if what == "model":
                             pair[what] = model_only(est, x, c["workers"], args.frames, args.warmup)
                         else:
-                            pair[what] = end_to_end(est, args.video, c["workers"], args.warmup, args.frames)
+                            pair[what] = end_to_end(est, args.video, c["workers"], args.warmup, args.frames,
+                                                    loop=args.passes > 1)  # fmt: skip
                     others.append(o.cores)
                 if max(others) <= args.disturbed:
                     break
@@ -304,6 +308,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--configs", default="t2w1,t1w2", help="comma-separated t<threads>w<workers>[-nospin] (default %(default)s)")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--frames", type=int, default=None, help="frames per stream run (default: the whole video)")
+    p.add_argument("--passes", type=int, default=1,
+                   help="play the video this many times in each stream run (and time as many model-only "
+                        "frames): a longer steady state, as a camera pipeline has; default %(default)s")  # fmt: skip
     p.add_argument("--warmup", type=int, default=5, help="frames left out of steady-state throughput")
     p.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",
                    help="before each round, wait up to S seconds for other programs to use < 0.1 cores")  # fmt: skip
@@ -317,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.frames is None:
         cap = cv2.VideoCapture(str(args.video))
-        args.frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or 72
+        args.frames = (int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or 72) * max(1, args.passes)
         cap.release()
     mode = "loop" if args.loop else "throughput"
     result = loop_memory(args) if args.loop else throughput(args)

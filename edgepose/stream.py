@@ -263,9 +263,9 @@ class Stream:
             CPU session of 1 intra-op thread, ``workers=2`` keeps two cores busy without the
             barrier stalls of one 2-thread session sharing the cores with capture and decoding.
         prescale: halve large frames (exact 2x2 box filter, the cheap path of OpenCV's area resize)
-            while they stay larger than the network input, before the estimator's own resize: a
-            1080p frame costs about half the pre-processing time; keypoints move by a fraction of a
-            pixel on average. Default: on for video, cameras and streams, off for images.
+            while they stay larger than the network input, then finish with a bilinear resize: a
+            1080p frame costs 0.8 instead of 5.4 ms of pre-processing; keypoints move by a fraction
+            of a pixel on average. Default: on for video, cameras and streams, off for images.
         frames: yield ``(frame, result)`` pairs; ``frame.image`` is valid until the next iteration.
         capture_factory: ``f(source, kind) -> VideoCapture``-like, for custom back-ends and tests.
 
@@ -598,23 +598,41 @@ class Stream:
 
     def _preprocess(self, image: np.ndarray, x: np.ndarray | None, halves: dict) -> tuple[np.ndarray, Any]:
         """``est.preprocess`` after halving a large frame (see ``prescale``); the letterbox still
-        maps to the original frame."""
+        maps to the original frame.
+
+        After the exact 2x2 box halvings the frame is less than twice the network input, and a
+        bilinear resize finishes it (0.3 ms for 960x540 -> 526x296, against 2.0 ms for OpenCV's
+        general area resize): at that ratio bilinear sees every source pixel. AP on coco-val-mini
+        scaled up 3x: 0.343 this way, 0.339 with area resizing after halving, 0.345 with one area
+        resize of the full frame (the differences are within one person's worth on 44 images).
+        """
         est = self.est
-        src = image
         letterbox = getattr(est, "letterbox", None)
-        if self.prescale and letterbox is not None and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3:
-            h, w = image.shape[:2]
-            nw, nh = letterbox(w, h).resized
-            while src.shape[0] % 2 == 0 and src.shape[1] % 2 == 0 and src.shape[1] // 2 >= nw and src.shape[0] // 2 >= nh:
-                shape = (src.shape[0] // 2, src.shape[1] // 2, 3)
-                dst = halves.get(shape)
-                if dst is None:
-                    dst = halves[shape] = np.empty(shape, np.uint8)
-                cv2.resize(src, (shape[1], shape[0]), dst=dst, interpolation=cv2.INTER_AREA)
-                src = dst
-        x, box = est.preprocess(src, x)
-        if src is not image:
-            box = type(box)(src=(image.shape[1], image.shape[0]), resized=box.resized, padded=box.padded)
+        if not (self.prescale and letterbox is not None and image.dtype == np.uint8 and image.ndim == 3
+                and image.shape[2] == 3):  # fmt: skip
+            return est.preprocess(image, x)
+        h, w = image.shape[:2]
+        box = letterbox(w, h)
+        nw, nh = box.resized
+        src = image
+        while src.shape[0] % 2 == 0 and src.shape[1] % 2 == 0 and src.shape[1] // 2 >= nw and src.shape[0] // 2 >= nh:
+            shape = (src.shape[0] // 2, src.shape[1] // 2, 3)
+            dst = halves.get(shape)
+            if dst is None:
+                dst = halves[shape] = np.empty(shape, np.uint8)
+            cv2.resize(src, (shape[1], shape[0]), dst=dst, interpolation=cv2.INTER_AREA)
+            src = dst
+        if src is image:
+            return est.preprocess(image, x)
+        if src.shape[:2] != (nh, nw):
+            dst = halves.get("final")
+            if dst is None or dst.shape != (nh, nw, 3):
+                dst = halves["final"] = np.empty((nh, nw, 3), np.uint8)
+            cv2.resize(src, (nw, nh), dst=dst, interpolation=cv2.INTER_LINEAR)
+            src = dst
+        x, got = est.preprocess(src, x)
+        if got.resized != box.resized or got.padded != box.padded:  # the estimator resized it again
+            return est.preprocess(image, x)
         return x, box
 
     def _infer(self) -> None:

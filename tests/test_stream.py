@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from unittest import mock
 
 import cv2
 import numpy as np
@@ -552,18 +553,30 @@ def test_real_video_two_people_keep_their_ids(estimator):
 def test_prescaling_halves_large_frames_and_keeps_image_coordinates():
     seen = []
 
-    class Sized(FakeEstimator):
+    class Sized(FakeEstimator):  # a 157x117 network input (padded to 160x120), like fit_size
         def letterbox(self, w, h):
-            return Letterbox((w, h), (w // 4 - 3, h // 4 - 3), (w // 4, h // 4))
+            return Letterbox((w, h), (157, 117), (160, 120))
 
         def preprocess(self, image, out=None):
             seen.append(image.shape[:2])
-            return super().preprocess(image, out)
+            h, w = image.shape[:2]
+            x = np.zeros((3, 120, 160), np.float32)
+            return x, Letterbox((w, h), (157, 117), (160, 120))
+
+    halved = []
+    real_resize = cv2.resize
+
+    def resize(src, size, *a, **kw):
+        halved.append((src.shape[1], src.shape[0], *size))
+        return real_resize(src, size, *a, **kw)
 
     img = np.zeros((480, 640, 3), np.uint8)
-    res = list(stream(Sized(), [img, img], prescale=True, track=False))
-    assert seen == [(120, 160), (120, 160)]  # halved twice; a third would undershoot 157x117
-    assert all(r.image_size == (640, 480) for r in res)
+    with mock.patch.object(cv2, "resize", resize):
+        res = list(stream(Sized(), [img, img], prescale=True, track=False))
+    # halved twice (a third would undershoot 157x117), then one bilinear resize to the input size
+    assert halved[:3] == [(640, 480, 320, 240), (320, 240, 160, 120), (160, 120, 157, 117)]
+    assert seen == [(117, 157), (117, 157)]
+    assert all(r.image_size == (640, 480) for r in res)  # keypoints map to the original frame
     seen.clear()
     list(stream(Sized(), [img], prescale=False, track=False))
     assert seen == [(480, 640)]
