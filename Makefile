@@ -6,7 +6,7 @@ EXTRAS  ?= cpu,convert,eval,track,bench,mqtt,demo,dev
 MODEL   ?= models/mobilenet_thin.onnx
 DATA    ?= ../shared/data
 
-.PHONY: venv model demo test lint variants report-variants bench bench-quick eval clean system-deps
+.PHONY: venv model demo test lint variants report-variants bench bench-stream bench-stream-memory bench-quick eval clean system-deps
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -51,6 +51,12 @@ bench: model
 report-variants: variants
 	$(VPY) -m edgepose report-variants $(MODEL) --annotations $(DATA)/coco-val-mini/person_keypoints.json \
 		--images $(DATA)/coco-val-mini/images --out-dir benchmarks/results/variants --profile
+
+bench-stream: model
+	$(VPY) benchmarks/stream_bench.py --rounds 7 --passes 3 --configs t2w1,t1w2 --retries 3
+
+bench-stream-memory: model
+	$(VPY) benchmarks/stream_bench.py --loop 10000 --configs t1w2
 
 bench-quick: model
 	$(VPY) -m edgepose bench --model $(MODEL) --data $(DATA) --quick
