@@ -604,11 +604,13 @@ def test_looping_the_real_video_does_not_grow_memory(model_path):
 
     est = PoseEstimator(model_path, device="cpu", threads=2, size="small")
     proc = psutil.Process()
-    s = est.stream(VIDEO, loop=True, max_frames=240)
+    # warm-up: the first passes fill the frame pool, the allocator's per-thread arenas and ORT's
+    # arena (one CI run grew 6.8 MB between frames 80 and 239); after that the size must stay flat
+    s = est.stream(VIDEO, loop=True, max_frames=400)
     rss = {}
     for r in s:
-        if r.index in (80, 239):
+        if r.index in (160, 399):
             rss[r.index] = proc.memory_info().rss
-    assert s.stats.processed == 240 and s.stats.loops == 3
-    growth_mb = (rss[239] - rss[80]) / 2**20
+    assert s.stats.processed == 400 and s.stats.loops == 5
+    growth_mb = (rss[399] - rss[160]) / 2**20
     assert growth_mb < 5, growth_mb
