@@ -87,13 +87,17 @@ def _clash_hint(have: list[str]) -> str:
     )
 
 
-def resolve(word: str = "auto", *, model_sha: str = "model", cache_root: str | Path | None = None) -> DeviceSpec:
+def resolve(
+    word: str = "auto", *, model_sha: str = "model", cache_root: str | Path | None = None, threads: int | None = None
+) -> DeviceSpec:
     """Turn a device word into providers and options.
 
     Args:
         word: ``auto``, ``cpu``, ``cuda[:N]``, ``tensorrt[:N][+fp16]`` or ``openvino[:DEVICE]``.
         model_sha: the model's hash, used to key TensorRT's engine cache.
         cache_root: where TensorRT caches go (default ``~/.cache/edgepose`` or ``$EDGEPOSE_CACHE``).
+        threads: CPU threads; OpenVINO on its CPU device takes them as ``num_of_threads`` (it
+            ignores ONNX Runtime's intra-op setting and would otherwise use every core).
 
     Raises:
         ValueError: the word is not a device word.
@@ -133,6 +137,9 @@ def resolve(word: str = "auto", *, model_sha: str = "model", cache_root: str | P
             chain.append((CUDA, {"device_id": int(dev or 0)}))
         chain.append(cpu)
     else:  # openvino
-        chain = [(OPENVINO, {"device_type": (dev or "CPU").upper()}), cpu]
+        ov = {"device_type": (dev or "CPU").upper()}
+        if threads and ov["device_type"] == "CPU":
+            ov["num_of_threads"] = str(int(threads))
+        chain = [(OPENVINO, ov), cpu]
     norm = kind + (f":{dev}" if dev else "") + ("+fp16" if fp16 else "")
     return DeviceSpec(word=norm, providers=[p for p, _ in chain], provider_options=[o for _, o in chain])

@@ -144,8 +144,8 @@ class PoseEstimator:
             )
         data = self.model_path.read_bytes()
         self.model_sha256 = hashlib.sha256(data).hexdigest()
-        self.device: DeviceSpec = resolve(device, model_sha=self.model_sha256)
         self.threads = threads or _default_threads()
+        self.device: DeviceSpec = resolve(device, model_sha=self.model_sha256, threads=self.threads)
         so = session_options(self.threads)
         try:
             self.session = ort.InferenceSession(

@@ -61,7 +61,8 @@ def _loadavg() -> float | None:
         return None
 
 
-def _session(path: str | Path, threads: int, profile_prefix: str | None = None):
+def _session(path: str | Path, threads: int, profile_prefix: str | None = None, device: str = "cpu"):
+    from edgepose.providers import resolve
     from edgepose.session import session_options
 
     # Several sessions take turns in this process: a finished session's spinning pool would
@@ -70,7 +71,8 @@ def _session(path: str | Path, threads: int, profile_prefix: str | None = None):
     if profile_prefix:
         so.enable_profiling = True
         so.profile_file_prefix = profile_prefix
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    spec = resolve(device, model_sha=Path(path).name, threads=threads)
+    return ort.InferenceSession(str(path), so, providers=spec.providers, provider_options=spec.provider_options)
 
 
 # -- outputs ----------------------------------------------------------------------------------------
@@ -165,10 +167,12 @@ def time_interleaved(sessions: dict, inputs: Sequence[np.ndarray], rounds: int =
     return times
 
 
-def profile_ops(path: str | Path, inputs: Sequence[np.ndarray], threads: int, runs: int = 10) -> dict:
-    """Time per operator type (ms per run and share) from ORT's profiler."""
+def profile_ops(path: str | Path, inputs: Sequence[np.ndarray], threads: int, runs: int = 10,
+                device: str = "cpu") -> dict:
+    """Time per operator type (ms per run and share) from ORT's profiler (a provider that runs
+    the whole graph itself, like OpenVINO, shows as one node)."""
     with tempfile.TemporaryDirectory(prefix="edgepose-prof-") as tmp:
-        sess = _session(path, threads, profile_prefix=os.path.join(tmp, "p"))
+        sess = _session(path, threads, profile_prefix=os.path.join(tmp, "p"), device=device)
         for i in range(runs):
             sess.run(None, {INPUT: inputs[i % len(inputs)][None]})
         prof = sess.end_profiling()
@@ -201,6 +205,7 @@ def variant_report(
     timing_images: int = 8,
     profile: bool = False,
     progress: bool = True,
+    device: str = "cpu",
 ) -> dict:
     """Measure ``variants`` against the fp32 ``model`` (see the module docstring).
 
@@ -213,6 +218,8 @@ def variant_report(
         rounds: timing rounds (each runs every model once).
         timing_images: how many of the images feed the timing rounds.
         profile: add ORT's time per operator type for every model.
+        device: the execution provider of every session (``cpu``, ``openvino`` ...; see
+            :mod:`edgepose.providers`); errors, AP and timing all use it.
 
     Returns:
         a JSON-able dict: ``settings`` and one entry per model under ``models`` (fp32 first).
@@ -242,7 +249,7 @@ def variant_report(
             log.warning("skipping %s", e)
     if not frames:
         raise FileNotFoundError(f"none of the images of {annotations} can be read from {images}")
-    ests = [PoseEstimator(p, device="cpu", threads=threads, size=size) for p in paths]
+    ests = [PoseEstimator(p, device=device, threads=threads, size=size) for p in paths]
     base = ests[0]
     inputs = []
     for _, img in frames:
@@ -266,12 +273,13 @@ def variant_report(
                                                                          "float_nodes", "fixed_input", "fp16"))},
         }  # fmt: skip
         rows.append(row)
-    ref_sess = _session(model, threads)
+    ref_sess = _session(model, threads, device=device)
     for row, p, res in zip(rows, paths, results, strict=True):
-        row["errors"] = output_errors(ref_sess, _session(p, threads), inputs, base.meta.stride)
+        row["errors"] = output_errors(ref_sess, _session(p, threads, device=device), inputs, base.meta.stride)
         row["keypoints"] = keypoint_agreement(results[0], res)
         row["AP_delta"] = row["AP"] - rows[0]["AP"]
-    sessions = {row["name"]: _session(p, threads) for row, p in zip(rows, paths, strict=True)}
+    sessions = {row["name"]: _session(p, threads, device=device) for row, p in zip(rows, paths, strict=True)}
+    active = sorted({sess.get_providers()[0] for sess in sessions.values()})
     tin = [x for x, _ in inputs[: max(1, timing_images)]]
     load_before = _loadavg()
     times = time_interleaved(sessions, tin, rounds=rounds, progress=progress)
@@ -289,11 +297,12 @@ def variant_report(
         row["speedup_cpu"] = float(np.median(ref_c) / np.median(c))
     if profile:
         for row, p in zip(rows, paths, strict=True):
-            row["profile"] = profile_ops(p, tin, threads)
+            row["profile"] = profile_ops(p, tin, threads, device=device)
     shapes = sorted({(x.shape[2], x.shape[1]) for x in tin})
     settings = {
         "cpu": _cpu_name(), "cores_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "onnxruntime": ort.__version__, "threads": threads, "input_budget": f"{size[0]}x{size[1]}",
+        "device": device, "providers": active,
         "timing_input_shapes": [f"{w}x{h}" for w, h in shapes], "rounds": rounds, "spinning": "off",
         "annotations": str(annotations), "images": len(frames), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "loadavg_1min_before_after_timing": [load_before, load_after],
@@ -318,7 +327,7 @@ def to_markdown(rep: dict) -> str:
         "# Variant report",
         "",
         f"{s['cpu']}, {s['threads']} threads ({s['cores_available']} cores available), onnxruntime {s['onnxruntime']}, "
-        f"CPUExecutionProvider; input budget {s['input_budget']}; {s['images']} annotated images; "
+        f"{', '.join(s.get('providers', ['CPUExecutionProvider']))}; input budget {s['input_budget']}; {s['images']} annotated images; "
         f"timing: {s['rounds']} interleaved rounds on {', '.join(s['timing_input_shapes'])} inputs, thread spinning off, "
         f"1-min load average {s['loadavg_1min_before_after_timing'][0]} before / {s['loadavg_1min_before_after_timing'][1]} after; "
         f"{s['date']}.",

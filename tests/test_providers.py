@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import onnxruntime as ort
 import pytest
+from conftest import DATA
 
 from edgepose import providers as P
 
@@ -79,3 +81,30 @@ def test_tensorrt_session_runs(model_path, tmp_path, monkeypatch):
 
     est = PoseEstimator(model_path, device="tensorrt")
     assert est.providers[0] == P.TRT
+
+
+def test_openvino_options_when_available(monkeypatch):
+    monkeypatch.setattr(P, "available", lambda: [P.OPENVINO, P.CPU])
+    spec = P.resolve("openvino", threads=2)
+    assert spec.providers == [P.OPENVINO, P.CPU]
+    assert spec.provider_options[0] == {"device_type": "CPU", "num_of_threads": "2"}
+    assert P.resolve("auto").providers[0] == P.OPENVINO  # auto prefers OpenVINO over the plain CPU provider
+    assert P.resolve("openvino:gpu", threads=2).provider_options[0] == {"device_type": "GPU"}
+
+
+@pytest.mark.skipif(P.OPENVINO not in ort.get_available_providers(), reason="no OpenVINO provider (onnxruntime-openvino)")
+def test_openvino_runs_the_real_model(model_path):
+    from edgepose.runner import PoseEstimator
+
+    from edgepose.imageio import read_image
+
+    img, _ = read_image(DATA / "images" / "tfpose__apink1.jpg")
+    ov = PoseEstimator(model_path, device="openvino", threads=2)
+    assert ov.providers[0] == P.OPENVINO
+    ref = PoseEstimator(model_path, device="cpu", threads=2).predict(img)
+    got = ov.predict(img)
+    assert len(got.people) == len(ref.people) >= 1
+    a, b = got.keypoints(), ref.keypoints()
+    both = (a[..., 2] > 0) & (b[..., 2] > 0)
+    assert both.sum() >= 0.9 * (b[..., 2] > 0).sum()
+    assert np.abs(a[..., :2] - b[..., :2])[both].max() < 2.0  # pixels

@@ -1,4 +1,4 @@
-"""``edgepose report-variants``: accuracy, size and CPU speed of a model's variants against fp32.
+"""``edgepose report-variants``: accuracy, size and speed of a model's variants against fp32.
 
 Example:
     $ edgepose report-variants models/mobilenet_thin.onnx \\
@@ -30,6 +30,8 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="where report.md and report.json go (default %(default)s)",
     )
     p.add_argument("--threads", type=int, default=2, help="intra-op threads of every session (default %(default)s)")
+    p.add_argument("--device", default="cpu",
+                   help="execution provider of every session: cpu, openvino, cuda, tensorrt (default %(default)s)")  # fmt: skip
     p.add_argument(
         "--size", default="432x368", help="input pixel budget WxH, the same for all models (default %(default)s)"
     )
@@ -56,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
                                 "or pass --variants")  # fmt: skip
     size = parse_size(args.size, (432, 368))
     rep = variant_report(args.model, variants, annotations=args.annotations, images=args.images, threads=args.threads,
-                         size=size, rounds=args.rounds, profile=args.profile, progress=not args.no_progress)  # fmt: skip
+                         size=size, rounds=args.rounds, profile=args.profile, progress=not args.no_progress,
+                         device=args.device)  # fmt: skip
     md = to_markdown(rep)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(args.out_dir / "report.json", rep)
