@@ -94,9 +94,8 @@ def test_openvino_options_when_available(monkeypatch):
 
 @pytest.mark.skipif(P.OPENVINO not in ort.get_available_providers(), reason="no OpenVINO provider (onnxruntime-openvino)")
 def test_openvino_runs_the_real_model(model_path):
-    from edgepose.runner import PoseEstimator
-
     from edgepose.imageio import read_image
+    from edgepose.runner import PoseEstimator
 
     img, _ = read_image(DATA / "images" / "tfpose__apink1.jpg")
     ov = PoseEstimator(model_path, device="openvino", threads=2)
