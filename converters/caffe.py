@@ -44,7 +44,7 @@ from converters import __version__
 from converters.caffe_proto import CaffeFormatError, Message, parse_prototxt, read_caffemodel, write_caffemodel
 from converters.common import OPSET, ExportError, check_writable, require, save_atomic, stamp_versions, step
 from converters.common import simplify as onnxsim_simplify
-from converters.graph import pad_depthwise_channels, padding_summary
+from converters.graph import pad_for_nchwc
 from converters.metadata import set_metadata, sha256_file
 from edgepose.layouts import Layout, get_layout, layout_for_channels
 from edgepose.meta import HEATMAPS, INPUT, PAFS, ModelMeta
@@ -827,10 +827,7 @@ def convert_caffe(
             model = onnxsim_simplify(model)
     padding = "none"
     if pad_channels:
-        with step("pad channels"):
-            model, report = pad_depthwise_channels(model)
-            padding = padding_summary(report)
-        log.info("channel padding: %s", padding)
+        model, padding = pad_for_nchwc(model)
     stamp_versions(model, opset=opset)
     model.producer_name, model.producer_version = "edgepose-converters", __version__
     meta = ModelMeta(

@@ -24,18 +24,15 @@ Example:
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
-__all__ = ["pad_depthwise_channels", "padding_summary"]
+from converters.common import require, step
 
+__all__ = ["pad_depthwise_channels", "padding_summary", "pad_for_nchwc"]
 
-def _onnx():
-    try:
-        import onnx
-        from onnx import numpy_helper
-    except ImportError as e:
-        raise ImportError(f"graph rewrites need onnx ({e}); pip install 'edgepose[convert]'") from e
-    return onnx, numpy_helper
+log = logging.getLogger(__name__)
 
 
 def _attr(node, name, default=None):
@@ -64,7 +61,8 @@ def pad_depthwise_channels(model, block: int = 16, align_inputs: bool = True):
     Returns:
         ``(model, {"padded": [...], "skipped": [...]})``.
     """
-    onnx, numpy_helper = _onnx()
+    onnx = require("onnx")
+    numpy_helper = require("onnx.numpy_helper")
     g = model.graph
     inits = {t.name: t for t in g.initializer}
     uses: dict[str, int] = {}
@@ -198,9 +196,22 @@ def pad_depthwise_channels(model, block: int = 16, align_inputs: bool = True):
 
 
 def padding_summary(report: dict) -> str:
-    """One line for the ``channel_padding`` metadata, e.g. ``"5 concats: 921 -> 944 (block 16)"``."""
+    """One line for the ``channel_padding`` metadata, e.g. ``"5 concats: 921 -> 944"``."""
     padded = report.get("padded", [])
     if not padded:
         return "none"
     pairs = sorted({(p["channels"], p["padded_to"]) for p in padded})
     return f"{len(padded)} concat{'s' if len(padded) > 1 else ''}: " + ", ".join(f"{a} -> {b}" for a, b in pairs)
+
+
+def pad_for_nchwc(model):
+    """The converters' export step: :func:`pad_depthwise_channels`, timed and logged.
+
+    Returns:
+        ``(model, summary)``, the summary being the ``channel_padding`` metadata value.
+    """
+    with step("pad channels"):
+        model, report = pad_depthwise_channels(model)
+    summary = padding_summary(report)
+    log.info("channel padding: %s", summary)
+    return model, summary

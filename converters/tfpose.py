@@ -41,7 +41,7 @@ from converters.common import (
     stamp_versions,
     step,
 )
-from converters.graph import pad_depthwise_channels, padding_summary
+from converters.graph import pad_for_nchwc
 from converters.metadata import get_props, set_metadata, sha256_file
 from edgepose.layouts import get_layout
 from edgepose.meta import HEATMAPS, INPUT, PAFS, ModelMeta
@@ -309,10 +309,7 @@ def convert(
     if pad_channels:
         # Zero channels so that every convolution runs in ONNX Runtime's blocked NCHWc layout (the
         # 921-channel depthwise convs of stages 2-6 otherwise fall back to the slowest kernel).
-        with step("pad channels"):
-            model, report = pad_depthwise_channels(model)
-            padding = padding_summary(report)
-        log.info("channel padding: %s", padding)
+        model, padding = pad_for_nchwc(model)
     stamp_versions(model)
     used = {n.domain for n in model.graph.node}
     keep = [o for o in model.opset_import if o.domain in ("", "ai.onnx") or o.domain in used]
