@@ -36,10 +36,20 @@ test: model system-deps
 lint: venv
 	$(VPY) -m ruff check edgepose converters tests benchmarks
 
-variants: model
+FP16    := $(MODEL:.onnx=.fp16.onnx)
+INT8    := $(MODEL:.onnx=.int8.onnx)
+
+# rebuilt when the fp32 model changes; `make variants` always rebuilds both
+$(FP16): $(MODEL)
 	$(VPY) -m edgepose convert variant $(MODEL) --variant fp16
+
+$(INT8): $(MODEL)
 	$(VPY) -m edgepose convert variant $(MODEL) --variant int8 \
 		--calib $(DATA)/images $(DATA)/video/mmaction2__demo_skeleton.mp4 --augment flip
+
+variants: model
+	rm -f $(FP16) $(INT8)
+	$(MAKE) $(FP16) $(INT8)
 
 eval: model
 	$(VPY) -m edgepose eval --model $(MODEL) --annotations $(DATA)/coco-val-mini/person_keypoints.json \
@@ -48,7 +58,7 @@ eval: model
 bench: model
 	$(VPY) -m edgepose bench --model $(MODEL) --data $(DATA) --accuracy --readme
 
-report-variants: variants
+report-variants: model $(FP16) $(INT8)
 	$(VPY) -m edgepose report-variants $(MODEL) --annotations $(DATA)/coco-val-mini/person_keypoints.json \
 		--images $(DATA)/coco-val-mini/images --out-dir benchmarks/results/variants --profile
 
