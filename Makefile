@@ -2,7 +2,7 @@
 PY      ?= python3
 VENV    ?= .venv
 VPY     := $(VENV)/bin/python
-EXTRAS  ?= cpu,convert,eval,track,bench,mqtt,demo,dev
+EXTRAS  ?= cpu,convert,eval,track,bench,mqtt,video,demo,dev
 MODEL   ?= models/mobilenet_thin.onnx
 DATA    ?= ../shared/data
 

@@ -48,6 +48,8 @@ class Frame:
         read_ms: time spent reading/decoding it.
         error: why it could not be read.
         warnings: oddities that did not stop reading.
+        planes: the decoded (Y, U, V) 4:2:0 planes instead of ``image``, from a source asked for
+            them (``VideoSource(want_planes=True)``; :func:`edgepose.avsource.i420_to_bgr` makes BGR).
     """
 
     index: int
@@ -57,6 +59,7 @@ class Frame:
     read_ms: float = 0.0
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
+    planes: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
 
 def classify(source: str | int | Path) -> str:
@@ -216,6 +219,10 @@ class VideoSource:
         timeout_s: open/read time-out for network streams.
         decode_threads: FFmpeg decoding threads (None: OpenCV's default).
         capture_factory: ``f(source, kind) -> cv2.VideoCapture``-like object (tests, custom back-ends).
+        backend: how a video file is decoded: ``opencv``; ``pyav`` (:class:`edgepose.avsource.AVCapture`,
+            needs ``edgepose[video]``); ``auto``: PyAV when ``want_planes`` is set, PyAV is installed and
+            the file's pictures are limited-range 4:2:0, OpenCV otherwise. Cameras and streams: OpenCV.
+        want_planes: hand out 4:2:0 frames as ``Frame.planes`` (no BGR conversion) when the back-end can.
 
     Raises:
         SourceError: from :meth:`open` when the source cannot be opened at all.
@@ -237,7 +244,11 @@ class VideoSource:
         timeout_s: float = 10.0,
         decode_threads: int | None = None,
         capture_factory: Callable[[str | int, str], cv2.VideoCapture] | None = None,
+        backend: str = "auto",
+        want_planes: bool = False,
     ) -> None:
+        if backend not in ("auto", "opencv", "pyav"):
+            raise ValueError(f"backend must be auto, opencv or pyav, not {backend!r}")
         self.source = source if isinstance(source, int) else str(source)
         self.kind = kind or classify(source)
         if self.kind not in ("video", "camera", "stream"):
@@ -249,9 +260,10 @@ class VideoSource:
         self.retry_reads = max(0, retry_reads)
         self.timeout_s = timeout_s
         self.decode_threads = decode_threads
-        self._factory = capture_factory or (
-            lambda s, k: open_capture(s, k, timeout_s=self.timeout_s, decode_threads=self.decode_threads)
-        )
+        self.backend = backend
+        self.want_planes = want_planes
+        self.backend_used: str | None = None  # "opencv" or "pyav" once open (None: a custom factory)
+        self._factory = capture_factory or self._open_capture
         self.stats = SourceStats()
         self.fps: float = 0.0
         self.size: tuple[int, int] | None = None
@@ -265,6 +277,48 @@ class VideoSource:
         self._attempt = 0
         self._stop = threading.Event()
         self._t0: float | None = None
+
+    def _open_capture(self, source: str | int, kind: str):
+        """The default factory: PyAV or OpenCV (see ``backend``)."""
+        if kind == "video" and (self.backend == "pyav" or (self.backend == "auto" and self.want_planes)):
+            from edgepose.avsource import AVCapture
+
+            try:
+                cap = AVCapture(source, threads=self.decode_threads)
+            except ImportError as e:
+                if self.backend == "pyav":
+                    raise SourceError(f"cannot read {source} with PyAV: {e} (pip install 'edgepose[video]')") from e
+            except Exception as e:  # PyAV's errors; OpenCV may still read it
+                if self.backend == "pyav":
+                    raise SourceError(f"cannot open video {source} with PyAV: {e}") from e
+                log.info("PyAV cannot open %s (%s); using OpenCV", source, e)
+            else:
+                if self.backend == "pyav" or cap.fast_planes:
+                    self.backend_used = "pyav"
+                    return cap
+                cap.release()  # pictures it would convert to BGR anyway: OpenCV does that as well
+        cap = open_capture(source, kind, timeout_s=self.timeout_s, decode_threads=self.decode_threads)
+        self.backend_used = "opencv"
+        return cap
+
+    def reconfigure(self, *, want_planes: bool | None = None, decode_threads: int | None = None) -> bool:
+        """Change ``want_planes`` / ``decode_threads`` before the first frame is read, reopening
+        the source if it is open and the change needs another capture (e.g. PyAV instead of
+        OpenCV). A stream calls this on a source it was handed. False once frames were read."""
+        if self.stats.read:
+            return False
+        changed = False
+        if want_planes is not None and want_planes != self.want_planes:
+            self.want_planes = want_planes
+            changed = self.backend == "auto" and self.kind == "video"
+        if decode_threads is not None and decode_threads != self.decode_threads:
+            self.decode_threads = decode_threads
+            changed = True
+        if changed and self._cap is not None and self._factory == self._open_capture:
+            self._cap.release()
+            self._cap = None
+            self.open()
+        return True
 
     # -- life cycle ----------------------------------------------------------------------------
     def open(self) -> VideoSource:
@@ -310,9 +364,15 @@ class VideoSource:
             self.close()
 
     # -- reading -------------------------------------------------------------------------------
-    def _grab(self, out: np.ndarray | None) -> np.ndarray | None:
+    def _grab(self, out: np.ndarray | None) -> np.ndarray | tuple | None:
+        """The next picture: a BGR image, (Y, U, V) planes (see ``want_planes``), or None."""
         try:
-            ok, img = self._cap.read(out) if out is not None else self._cap.read()
+            if self.want_planes and hasattr(self._cap, "read_planes"):
+                ok, planes, img = self._cap.read_planes()
+                if ok and planes is not None:
+                    return planes
+            else:
+                ok, img = self._cap.read(out) if out is not None else self._cap.read()
         except Exception as e:  # a back-end or a wrapper may raise instead of returning False
             log.warning("%s: read failed: %s: %s", self.name, type(e).__name__, e)
             return None
@@ -439,7 +499,9 @@ class VideoSource:
                 ts = self._last_ts = self._timestamp()
                 if self.pace:
                     self._pace(ts)
-                return Frame(i, img, self.name, timestamp=ts, read_ms=(time.perf_counter() - t0) * 1e3)
+                planes = img if isinstance(img, tuple) else None
+                return Frame(i, None if planes is not None else img, self.name, timestamp=ts,
+                             read_ms=(time.perf_counter() - t0) * 1e3, planes=planes)  # fmt: skip
             failures += 1
             self._pos += 1
             at_end = self.kind == "video" and self._past_end()
@@ -566,6 +628,8 @@ def open_source(
     timeout_s: float = 10.0,
     decode_threads: int | None = None,
     capture_factory: Callable | None = None,
+    backend: str = "auto",
+    want_planes: bool = False,
 ):
     """The right source object for anything :func:`classify` knows, or an iterable of images.
 
@@ -585,7 +649,8 @@ def open_source(
     if kind in ("image", "folder"):
         return ImageSource(source, kind)
     return VideoSource(source, kind, loop=loop, pace=pace, reconnect=reconnect, timeout_s=timeout_s,
-                       decode_threads=decode_threads, capture_factory=capture_factory)  # fmt: skip
+                       decode_threads=decode_threads, capture_factory=capture_factory, backend=backend,
+                       want_planes=want_planes)  # fmt: skip
 
 
 def iter_frames(source: str | int | Path, **kw) -> Iterator[Frame]:
