@@ -231,8 +231,14 @@ class PoseEstimator:
         hm, paf = self.session.run([HEATMAPS, PAFS], {INPUT: batch})
         return hm, paf
 
-    def decode_maps(self, hm: np.ndarray, paf: np.ndarray, box: Letterbox) -> tuple[list[Person], list[str]]:
-        """One frame's maps -> people in original-image pixels (and warnings)."""
+    def decode_maps(
+        self, hm: np.ndarray, paf: np.ndarray, box: Letterbox, *, workspace: Workspace | None = None
+    ) -> tuple[list[Person], list[str]]:
+        """One frame's maps -> people in original-image pixels (and warnings).
+
+        ``workspace``: the decoder's scratch buffers; threads decoding at once need one each
+        (default: this estimator's own).
+        """
         s = self.meta.stride
         # Only the part of the maps that covers the image (not the padding).
         vh, vw = min(hm.shape[1], -(-box.resized[1] // s)), min(hm.shape[2], -(-box.resized[0] // s))
@@ -242,7 +248,7 @@ class PoseEstimator:
         if not (np.isfinite(hm.sum(dtype=np.float64)) and np.isfinite(paf.sum(dtype=np.float64))):
             warnings.append("the network output contains NaN or infinite values (treated as 0)")
             log.warning(warnings[-1])
-        kps, scores = decode(hm, paf, self.layout, self.decoder, self._workspace)
+        kps, scores = decode(hm, paf, self.layout, self.decoder, self._workspace if workspace is None else workspace)
         box.map_to_image(kps, s)
         return [Person(keypoints=kps[i], score=float(scores[i])) for i in range(len(scores))], warnings
 
