@@ -2,13 +2,15 @@
 
 The stages run in their own threads, joined by bounded queues::
 
-    capture ──q──> pre-process + inference (``workers`` threads) ──q──> decode + tracking ──q──> sinks ──q──> you
+    capture ──q──> pre-process + inference + decoding (``workers`` threads) ──q──> tracking ──q──> sinks ──q──> you
 
-OpenCV's decoding, ONNX Runtime and most of numpy release the GIL, so reading and decoding
-overlap inference. With several inference workers, results still leave in frame order. Frames
-are decoded into a small pool of preallocated buffers, large frames are halved with a box filter
-before the estimator's own resize (``prescale``), and each worker reuses its network input
-buffer, so a long run does not grow in memory.
+FFmpeg (through OpenCV or PyAV), ONNX Runtime and most of numpy release the GIL, so reading and
+decoding overlap inference. With several inference workers, results still leave in frame order
+(tracking runs in order). Frames are decoded into a small pool of preallocated buffers (or
+FFmpeg's own pool), large frames are halved with a box filter before the final resize
+(``prescale``); a video file read with PyAV is shrunk as YUV planes and only the network-sized
+picture is converted to BGR (``backend``); each worker reuses its network input and decoder
+buffers, so a long run does not grow in memory.
 
 On a CPU, one session whose threads take every core stalls whenever capture or decoding needs a
 core; two workers on sessions of half the cores each keep the cores busy (``edgepose run`` does
@@ -749,20 +751,24 @@ class Stream:
         h, w = y.shape
         box = est.letterbox(w, h)
         nw, nh = box.resized
-        if nw % 2 or nh % 2 or not self.prescale:  # I420 needs an even size: convert the whole frame
+        if not self.prescale or h % 2 or w % 2:  # pragma: no cover - sources give even 4:2:0 pictures
             from edgepose.avsource import i420_to_bgr
 
             return self._preprocess(i420_to_bgr(planes), x, halves)
+        ew, eh = nw + nw % 2, nh + nh % 2  # I420 needs an even size; an odd one is finished in BGR
         i420 = halves.get("i420")
-        if i420 is None or i420.shape != (nh * 3 // 2, nw):
-            i420 = halves["i420"] = np.empty((nh * 3 // 2, nw), np.uint8)
+        if i420 is None or i420.shape != (eh * 3 // 2, ew):
+            i420 = halves["i420"] = np.empty((eh * 3 // 2, ew), np.uint8)
+            halves["bgr_even"] = np.empty((eh, ew, 3), np.uint8)
             halves["bgr_small"] = np.empty((nh, nw, 3), np.uint8)
         flat = i420.reshape(-1)
-        q = nw * nh // 4
-        _shrink(y, (nw, nh), halves, "y", dst=i420[:nh])
-        _shrink(u, (nw // 2, nh // 2), halves, "u", dst=flat[nw * nh : nw * nh + q].reshape(nh // 2, nw // 2))
-        _shrink(v, (nw // 2, nh // 2), halves, "v", dst=flat[nw * nh + q :].reshape(nh // 2, nw // 2))
-        bgr = cv2.cvtColor(i420, cv2.COLOR_YUV2BGR_I420, dst=halves["bgr_small"])
+        q = ew * eh // 4
+        _shrink(y, (ew, eh), halves, "y", dst=i420[:eh])
+        _shrink(u, (ew // 2, eh // 2), halves, "u", dst=flat[ew * eh : ew * eh + q].reshape(eh // 2, ew // 2))
+        _shrink(v, (ew // 2, eh // 2), halves, "v", dst=flat[ew * eh + q :].reshape(eh // 2, ew // 2))
+        bgr = cv2.cvtColor(i420, cv2.COLOR_YUV2BGR_I420, dst=halves["bgr_even"])
+        if (ew, eh) != (nw, nh):
+            bgr = cv2.resize(bgr, (nw, nh), dst=halves["bgr_small"], interpolation=cv2.INTER_LINEAR)
         x, got = est.preprocess(bgr, x)
         if got.resized != box.resized or got.padded != box.padded:  # pragma: no cover - a custom estimator
             from edgepose.avsource import i420_to_bgr

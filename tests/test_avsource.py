@@ -101,11 +101,15 @@ def test_a_file_pyav_cannot_open_is_a_clear_error(tmp_path):
         VideoSource(junk, want_planes=True).open()
 
 
-def test_planes_preprocessing_matches_the_bgr_path(estimator):
+@pytest.mark.parametrize("size", [None, "small"])  # 526x296, and 382x215 (odd: finished in BGR)
+def test_planes_preprocessing_matches_the_bgr_path(model_path, size):
+    from edgepose.runner import PoseEstimator
+
+    est = PoseEstimator(model_path, device="cpu", threads=1, size=size)
     cap = avsource.AVCapture(VIDEO)
     for _ in range(10):
         ok, planes, _ = cap.read_planes()
-    s = Stream(estimator, [np.zeros((8, 8, 3), np.uint8)], prescale=True)
+    s = Stream(est, [np.zeros((8, 8, 3), np.uint8)], prescale=True)
     try:
         xa, box_a = s._preprocess_planes(planes, None, {})
         xb, box_b = s._preprocess(avsource.i420_to_bgr(planes), None, {})
@@ -113,6 +117,7 @@ def test_planes_preprocessing_matches_the_bgr_path(estimator):
         s.close()
         cap.release()
     assert box_a == box_b and box_a.src == (1920, 1080)
+    assert box_a.resized == ((526, 296) if size is None else (382, 215))
     assert xa.shape == xb.shape
     # the same picture: chroma is shrunk at its own resolution, so colours differ by a level or two
     assert np.abs(xa - xb).mean() < 2.0
@@ -169,3 +174,16 @@ def test_a_cpu_bound_stream_runs_opencv_and_ffmpeg_on_one_thread(model_path):
     s = est.stream(VIDEO, max_frames=2, decode_threads=2, opencv_threads=before)
     assert [cv2.getNumThreads() for _ in s] == [before] * 2
     assert s.stats.threads["capture_decode"] == 2
+
+
+def test_realtime_with_planes_accounts_for_every_frame(model_path):
+    from edgepose.runner import PoseEstimator
+
+    est = PoseEstimator(model_path, device="cpu", threads=1, size="large")  # slower than the video's 28 fps
+    s = est.stream(VIDEO, realtime=True, max_frames=30)
+    got = [r.index for r in s]
+    st = s.stats
+    assert st.threads["video_backend"] == "pyav"
+    assert st.accounted and st.read == 30 and st.processed == len(got)
+    assert st.dropped.get("realtime", 0) > 0 and st.read == st.processed + sum(st.dropped.values())
+    assert got == sorted(got) and got[0] == 0

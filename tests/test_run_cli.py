@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -48,6 +49,7 @@ def test_video_to_every_sink(cli, model_path, tmp_path):
     assert len(json.loads((out / "coco.json").read_text())) == sum(len(r["people"]) for r in recs)
     stats = json.loads((out / "stats.json").read_text())
     assert stats["accounted"] and stats["read"] == 12 and stats["threads"]["ort_intra_op"] == 2
+    assert stats["threads"]["video_backend"] == "opencv"  # --render needs full-size BGR frames
 
 
 def test_jsonl_to_stdout_keeps_stdout_clean(cli, model_path):
@@ -108,6 +110,13 @@ def test_offline_video_on_a_cpu_runs_two_inference_workers(cli, model_path, tmp_
     assert t["inference_workers"] == 2 and t["ort_intra_op"] == max(1, cores // 2)
     assert "2 inference workers" in err
     assert [r["frame"] for r in jsonl(tmp_path / "o.jsonl")] == list(range(8))
+    # inference fills the cores: one OpenCV thread, one FFmpeg thread, YUV planes when PyAV is there
+    assert t["opencv"] == 1 and t["capture_decode"] == 1
+    if importlib.util.find_spec("av") is not None:
+        assert t["video_backend"] == "pyav"
+    code, _, _ = cli("run", VIDEO, "--model", model_path, "--device", "cpu", "--size", "small", "--no-progress",
+                     "--max-frames", "3", "--stats-json", tmp_path / "s2.json", "--video-backend", "opencv")  # fmt: skip
+    assert code == 0 and json.loads((tmp_path / "s2.json").read_text())["threads"]["video_backend"] == "opencv"
 
 
 def test_unopenable_sources_are_clear_errors(cli, model_path, tmp_path):

@@ -47,7 +47,11 @@ def configure(p: argparse.ArgumentParser) -> None:
                     "shared out between them, or as many as the cores allow with --threads; 1 otherwise)")  # fmt: skip
     st.add_argument("--queue-size", type=int, default=2, metavar="N", help="capacity of each queue between stages (default 2)")
     st.add_argument("--decode-threads", type=int, default=None, metavar="N",
-                    help="FFmpeg threads decoding the video (default: OpenCV's, one per core)")  # fmt: skip
+                    help="FFmpeg threads decoding the video (default: 1 for a file when inference uses every core, "
+                    "else FFmpeg's choice)")  # fmt: skip
+    st.add_argument("--video-backend", choices=("auto", "opencv", "pyav"), default="auto",
+                    help="how video files are decoded: auto uses PyAV (extra `video`) for 4:2:0 files when no sink "
+                    "needs full-size frames, so only the network-sized picture is converted to BGR (default auto)")  # fmt: skip
     st.add_argument("--reconnect-tries", type=int, default=5, metavar="N",
                     help="reopen a source that stops at most N times in a row (default 5; 0: never)")  # fmt: skip
     st.add_argument("--reconnect-delay", type=float, default=0.5, metavar="S",
@@ -131,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
         smoothing = Smoothing(min_cutoff=args.smooth_min_cutoff, beta=args.smooth_beta)
     reconnect = Reconnect(tries=max(0, args.reconnect_tries), delay=max(0.0, args.reconnect_delay))
     source = open_source(args.source, loop=args.loop, pace=args.realtime, reconnect=reconnect, timeout_s=args.timeout,
-                         decode_threads=args.decode_threads)  # fmt: skip
+                         decode_threads=args.decode_threads, backend=args.video_backend)  # fmt: skip
     source.open()  # an unopenable source fails before the model is loaded
     try:
         est = estimator_from_args(args)
