@@ -105,7 +105,7 @@ class AVCapture:
     @property
     def fast_planes(self) -> bool:
         """Whether the stream's pictures come as planes :func:`i420_to_bgr` converts correctly."""
-        return _fast_format(self.pix_fmt, int(self._vs.codec_context.color_range or 0), self.width, self.height)
+        return _fast_format(self.pix_fmt, int(getattr(self._vs.codec_context, "color_range", 0) or 0), self.width, self.height)
 
     # -- decoding ---------------------------------------------------------------------------------
     def _restart(self) -> None:
@@ -151,7 +151,7 @@ class AVCapture:
         if self._frame is None:
             return False, None
         f = self._frame
-        if _fast_format(f.format.name, int(f.color_range or 0), f.width, f.height):
+        if _fast_format(f.format.name, int(getattr(f, "color_range", 0) or 0), f.width, f.height):
             bgr = i420_to_bgr(self._planes())
         else:
             bgr = f.to_ndarray(format="bgr24")
@@ -171,7 +171,7 @@ class AVCapture:
         if not self.grab():
             return False, None, None
         f = self._frame
-        if _fast_format(f.format.name, int(f.color_range or 0), f.width, f.height):
+        if _fast_format(f.format.name, int(getattr(f, "color_range", 0) or 0), f.width, f.height):
             return True, self._planes(), None
         ok, bgr = self.retrieve()
         return ok, None, bgr
