@@ -187,3 +187,50 @@ def test_realtime_with_planes_accounts_for_every_frame(model_path):
     assert st.accounted and st.read == 30 and st.processed == len(got)
     assert st.dropped.get("realtime", 0) > 0 and st.read == st.processed + sum(st.dropped.values())
     assert got == sorted(got) and got[0] == 0
+
+
+def write_xvid(path, n: int):
+    cap = cv2.VideoCapture(str(VIDEO))
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"XVID"), 25.0, (320, 240))
+    if not w.isOpened():
+        pytest.skip("this OpenCV cannot write MPEG-4 part 2")
+    for _ in range(n):
+        w.write(cv2.resize(cap.read()[1], (320, 240)))
+    w.release()
+    cap.release()
+    return path
+
+
+@pytest.mark.parametrize("backend", ["opencv", "pyav"])
+def test_a_truncated_file_ends_early_on_either_backend(tmp_path, backend):
+    data = write_xvid(tmp_path / "clip.avi", 40).read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[: len(data) * 6 // 10])
+    src = VideoSource(cut, want_planes=True, backend=backend).open()
+    assert src.backend_used == backend
+    got = []
+    while (f := src.read()) is not None:
+        got.append(f.index)
+    st = src.stats
+    assert 15 <= len(got) < 40 and got == list(range(len(got)))
+    assert st.lost and st.ended.startswith("ended early") and "of 40" in st.ended and st.reopen_attempts == 1
+
+
+def test_corrupt_frames_are_skipped_and_counted_with_pyav(tmp_path):
+    from test_stream import jpeg_starts, write_video
+
+    data = bytearray(write_video(tmp_path / "clip.avi", 40).read_bytes())
+    soi = jpeg_starts(bytes(data))
+    rng = np.random.default_rng(0)
+    for k in (10, 20):  # garble two frames' JPEG data (size unchanged)
+        a, b = soi[k], soi[k + 1]
+        data[a : a + (b - a) // 2] = rng.integers(0, 256, (b - a) // 2, dtype=np.uint8).tobytes()
+    bad = tmp_path / "garbled.avi"
+    bad.write_bytes(bytes(data))
+    src = VideoSource(bad, backend="pyav").open()  # MJPEG is full-range 4:2:2: PyAV hands out BGR
+    frames = []
+    while (f := src.read()) is not None:
+        frames.append(f)
+    assert src.backend_used == "pyav" and all(f.image.shape == (120, 160, 3) for f in frames)
+    got = [f.index for f in frames]
+    assert src.stats.read == 40 and src.stats.corrupt == 2 and 10 not in got and 20 not in got and got[-1] == 39
