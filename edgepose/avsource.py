@@ -24,7 +24,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AVCapture", "available", "i420_to_bgr"]
+__all__ = ["AVCapture", "i420_to_bgr"]
 
 _AV = None
 
@@ -38,19 +38,15 @@ def _av():
     return _AV
 
 
-def available() -> bool:
-    """Whether PyAV can be imported."""
-    try:
-        _av()
-    except ImportError:
-        return False
-    return True
-
-
 def _fast_format(fmt_name: str | None, color_range: int, width: int, height: int) -> bool:
     """Planes the stream can convert itself: 8-bit 4:2:0 of even size, limited ("MPEG") range, the
     BT.601 conversion OpenCV's FFmpeg back-end applies (``cv2.COLOR_YUV2BGR_I420``)."""
     return fmt_name == "yuv420p" and int(color_range) != 2 and width % 2 == 0 and height % 2 == 0
+
+
+def _fast_frame(f) -> bool:
+    """:func:`_fast_format` for a decoded frame (older PyAV frames have no ``color_range``)."""
+    return _fast_format(f.format.name, int(getattr(f, "color_range", 0) or 0), f.width, f.height)
 
 
 def i420_to_bgr(planes: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
@@ -105,7 +101,8 @@ class AVCapture:
     @property
     def fast_planes(self) -> bool:
         """Whether the stream's pictures come as planes :func:`i420_to_bgr` converts correctly."""
-        return _fast_format(self.pix_fmt, int(getattr(self._vs.codec_context, "color_range", 0) or 0), self.width, self.height)
+        color_range = int(getattr(self._vs.codec_context, "color_range", 0) or 0)
+        return _fast_format(self.pix_fmt, color_range, self.width, self.height)
 
     # -- decoding ---------------------------------------------------------------------------------
     def _restart(self) -> None:
@@ -151,7 +148,7 @@ class AVCapture:
         if self._frame is None:
             return False, None
         f = self._frame
-        if _fast_format(f.format.name, int(getattr(f, "color_range", 0) or 0), f.width, f.height):
+        if _fast_frame(f):
             bgr = i420_to_bgr(self._planes())
         else:
             bgr = f.to_ndarray(format="bgr24")
@@ -171,7 +168,7 @@ class AVCapture:
         if not self.grab():
             return False, None, None
         f = self._frame
-        if _fast_format(f.format.name, int(getattr(f, "color_range", 0) or 0), f.width, f.height):
+        if _fast_frame(f):
             return True, self._planes(), None
         ok, bgr = self.retrieve()
         return ok, None, bgr

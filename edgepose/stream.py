@@ -57,6 +57,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edgepose.avsource import i420_to_bgr
+from edgepose.decode import Workspace
 from edgepose.results import FrameResult
 from edgepose.session import usable_cores
 from edgepose.sources import Frame, Reconnect, VideoSource, open_source
@@ -173,16 +175,6 @@ class _Item:
     warnings: list[str] = field(default_factory=list)
     seq: int = -1  # order in which inference took it (frames leave the pipeline in this order)
     drop: str | None = None  # counted as dropped for this reason at the sink stage
-
-
-class _Failed(Exception):
-    """A frame the worker could not decode (already logged)."""
-
-
-def _new_workspace() -> Any:
-    from edgepose.decode.workspace import Workspace
-
-    return Workspace()
 
 
 class _FramePool:
@@ -752,8 +744,6 @@ class Stream:
         box = est.letterbox(w, h)
         nw, nh = box.resized
         if not self.prescale or h % 2 or w % 2:  # pragma: no cover - sources give even 4:2:0 pictures
-            from edgepose.avsource import i420_to_bgr
-
             return self._preprocess(i420_to_bgr(planes), x, halves)
         ew, eh = nw + nw % 2, nh + nh % 2  # I420 needs an even size; an odd one is finished in BGR
         i420 = halves.get("i420")
@@ -771,8 +761,6 @@ class Stream:
             bgr = cv2.resize(bgr, (nw, nh), dst=halves["bgr_small"], interpolation=cv2.INTER_LINEAR)
         x, got = est.preprocess(bgr, x)
         if got.resized != box.resized or got.padded != box.padded:  # pragma: no cover - a custom estimator
-            from edgepose.avsource import i420_to_bgr
-
             return est.preprocess(i420_to_bgr(planes), x)
         return x, box
 
@@ -780,7 +768,7 @@ class Stream:
         est = self.est
         x: np.ndarray | None = None  # this worker's network input buffer, reused
         halves: dict = {}  # and its buffers for halved frames
-        workspace = _new_workspace() if self._decode_in_workers else None  # and its decoder buffers
+        workspace = Workspace() if self._decode_in_workers else None  # and its decoder buffers
         try:
             while (item := self._take_next()) is not _END:
                 fr = item.frame
@@ -865,27 +853,22 @@ class Stream:
             return
         est = self.est
         fr = item.frame
+        if fr.error is None and item.error is None and item.people is None:
+            self._decode_maps(item, None)  # an estimator without per-thread workspaces: decoded here
         error = fr.error or item.error
         people, warnings = [], list(fr.warnings)
         size = (0, 0)
         if error is None:
+            people = item.people or []
+            warnings += item.warnings
             try:
-                if item.people is None:  # not decoded by the worker (e.g. a subclass's _infer)
-                    self._decode_maps(item, None)
-                if item.error is not None:
-                    raise _Failed(item.error)
-                people = item.people
-                warnings += item.warnings
                 t1 = time.perf_counter()
                 if self.tracker is not None:
                     self.tracker.update(people, fr.timestamp)
                     item.timings["track"] = (time.perf_counter() - t1) * 1e3
                 size = item.box.src
-            except _Failed as e:
-                error = str(e)
-                people = []
             except Exception as e:
-                log.warning("frame %d of %s failed to decode: %s: %s", fr.index, fr.name, type(e).__name__, e)
+                log.warning("frame %d of %s failed to track: %s: %s", fr.index, fr.name, type(e).__name__, e)
                 error = f"{fr.name} frame {fr.index}: {type(e).__name__}: {e}"
                 people = []
         item.hm = item.paf = item.people = None
