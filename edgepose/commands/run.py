@@ -195,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
             break
         print(f"  failed: {err}", file=out)
     if args.stats_json:
-        from edgepose.sinks import write_json_atomic
+        from edgepose.fileio import write_json_atomic
 
         write_json_atomic(args.stats_json, {"source": str(args.source), "kind": kind, "realtime": args.realtime,
                                             **st.to_dict()})  # fmt: skip
