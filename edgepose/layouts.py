@@ -83,6 +83,66 @@ class Layout:
             return self.limbs
         return tuple(self.limbs[i] for i in self.render_limbs)
 
+    def mirror_parts(self) -> tuple[int, ...]:
+        """Part index -> the index of its mirror image (left <-> right; a central part maps to itself).
+
+        Derived from the names: ``L``/``R`` followed by a capital (``LShoulder``, ``RBigToe``) or
+        ``left_``/``right_``. Used for horizontal-flip averaging.
+
+        Raises:
+            ValueError: the layout has no left/right pairs, or a left part without its right twin.
+
+        Example:
+            >>> get_layout("coco18").mirror_parts()[:6]
+            (0, 1, 5, 6, 7, 2)
+        """
+        index = {n: i for i, n in enumerate(self.names)}
+        out = list(range(len(self.names)))
+        pairs = 0
+        for i, n in enumerate(self.names):
+            twin = None
+            if len(n) > 1 and n[0] in "LR" and n[1].isupper():
+                twin = ("R" if n[0] == "L" else "L") + n[1:]
+            elif n.startswith("left_"):
+                twin = "right_" + n[5:]
+            elif n.startswith("right_"):
+                twin = "left_" + n[6:]
+            if twin is None:
+                continue
+            if twin not in index:
+                raise ValueError(f"layout {self.id}: part {n!r} has no mirror part {twin!r}")
+            out[i] = index[twin]
+            pairs += 1
+        if not pairs:
+            raise ValueError(f"layout {self.id} has no left/right part pairs: horizontal flip is not possible")
+        return tuple(out)
+
+    def mirror_limbs(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """For each limb, the index of its mirror limb and ``+1``/``-1`` (``-1``: the mirror limb is
+        stored in the opposite direction, so its field points the other way).
+
+        Raises:
+            ValueError: no left/right pairs (see :meth:`mirror_parts`), or a limb whose mirror is not a limb.
+
+        Example:
+            >>> idx, sign = get_layout("coco18").mirror_limbs()
+            >>> idx[:2], sign[:2]
+            ((1, 0), (1, 1))
+        """
+        m = self.mirror_parts()
+        where = {ab: j for j, ab in enumerate(self.limbs)}
+        idx, sign = [], []
+        for a, b in self.limbs:
+            if (m[a], m[b]) in where:
+                idx.append(where[(m[a], m[b])])
+                sign.append(1)
+            elif (m[b], m[a]) in where:
+                idx.append(where[(m[b], m[a])])
+                sign.append(-1)
+            else:
+                raise ValueError(f"layout {self.id}: the mirror of limb ({a}, {b}) is not a limb")
+        return tuple(idx), tuple(sign)
+
     def to_dict(self) -> dict:
         return {
             "id": self.id,
