@@ -54,8 +54,8 @@ def flip_channels(layout: Layout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     Example:
         >>> from edgepose.layouts import get_layout
         >>> hm_src, paf_src, sign = flip_channels(get_layout("coco18"))
-        >>> hm_src[2], hm_src[5], hm_src[18]    # RShoulder <- LShoulder; background stays
-        (5, 2, 18)
+        >>> [int(hm_src[c]) for c in (2, 5, 18)]    # RShoulder <- LShoulder; background stays
+        [5, 2, 18]
     """
     m = layout.mirror_parts()
     hm_src = np.arange(layout.heatmap_channel_count)
