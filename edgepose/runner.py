@@ -107,7 +107,7 @@ def _default_threads() -> int:
 
 
 class PoseEstimator:
-    """Frames in, people out.
+    """Frames in, people out: the local ONNX Runtime :class:`edgepose.estimator.Estimator`.
 
     Args:
         model: path to an edgepose ONNX model (any variant).

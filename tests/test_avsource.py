@@ -12,7 +12,8 @@ from test_stream import garbled_video, median_keypoint_shift
 
 from edgepose import avsource
 from edgepose.sources import SourceError, VideoSource, open_source
-from edgepose.stream import Stream, inference_fills_cpu
+from edgepose.stream import inference_fills_cpu
+from edgepose.stream.frames import preprocess_image, preprocess_planes
 
 av = pytest.importorskip("av", reason="PyAV is the optional `video` extra")
 
@@ -110,12 +111,10 @@ def test_planes_preprocessing_matches_the_bgr_path(model_path, size):
     cap = avsource.AVCapture(VIDEO)
     for _ in range(10):
         ok, planes, _ = cap.read_planes()
-    s = Stream(est, [np.zeros((8, 8, 3), np.uint8)], prescale=True)
     try:
-        xa, box_a = s._preprocess_planes(planes, None, {})
-        xb, box_b = s._preprocess(avsource.i420_to_bgr(planes), None, {})
+        xa, box_a = preprocess_planes(est, planes, None, {})
+        xb, box_b = preprocess_image(est, avsource.i420_to_bgr(planes), None, {})
     finally:
-        s.close()
         cap.release()
     assert box_a == box_b and box_a.src == (1920, 1080)
     assert box_a.resized == ((526, 296) if size is None else (382, 215))

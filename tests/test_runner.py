@@ -8,6 +8,7 @@ import pytest
 from conftest import IMAGES
 from tiny_models import tiny_model
 
+from edgepose.estimator import Estimator
 from edgepose.imageio import ImageError, read_image
 from edgepose.runner import ModelError, PoseEstimator, fit_size, parse_size
 
@@ -34,6 +35,14 @@ def test_parse_size():
     assert parse_size("320x240", (432, 368)) == (320, 240)
     with pytest.raises(ValueError, match="small, default, large"):
         parse_size("huge", (432, 368))
+
+
+def test_pose_estimator_has_every_member_of_the_estimator_protocol(estimator):
+    assert isinstance(estimator, Estimator)
+    x, box = estimator.preprocess(np.zeros((120, 160, 3), np.uint8))
+    assert box == estimator.letterbox(160, 120)
+    hm, paf = estimator.infer(x[None])
+    assert hm.shape[1] == estimator.layout.heatmap_channel_count and paf.shape[1] == estimator.layout.paf_channel_count
 
 
 def test_preprocess_reads_the_model_metadata(estimator):

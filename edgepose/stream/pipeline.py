@@ -1,44 +1,16 @@
-"""Streaming: one result per frame from any source, in pipelined threads, with nothing lost.
+"""The stream's pipeline: stage threads joined by bounded queues, in frame order, with nothing lost.
 
-The stages run in their own threads, joined by bounded queues::
+::
 
     capture ──q──> pre-process + inference + decoding (``workers`` threads) ──q──> tracking ──q──> sinks ──q──> you
 
-FFmpeg (through OpenCV or PyAV), ONNX Runtime and most of numpy release the GIL, so reading and
-decoding overlap inference. With several inference workers, results still leave in frame order
-(tracking runs in order). Frames are decoded into a small pool of preallocated buffers (or
-FFmpeg's own pool), large frames are halved with a box filter before the final resize
-(``prescale``); a video file read with PyAV is shrunk as YUV planes and only the network-sized
-picture is converted to BGR (``backend``); each worker reuses its network input and decoder
-buffers, so a long run does not grow in memory.
-
-On a CPU, one session whose threads take every core stalls whenever capture or decoding needs a
-core; two workers on sessions of half the cores each keep the cores busy (``edgepose run`` does
-this for offline video; see ``benchmarks/stream_bench.py``)::
-
-    est = PoseEstimator(model, threads=1)        # on a 2-core machine
-    for r in est.stream("clip.mp4", workers=2):
-        ...
-
-Two policies:
-
-* offline (default): every frame is processed; a slow stage makes the earlier ones wait.
-* realtime: capture never waits; when inference falls behind, only the newest frame is kept and
-  each frame it replaces is counted as dropped (``realtime``). A file is read at its frame rate.
-
-Every frame taken from the source ends in the outputs (processed, or failed with its error) or
-is counted in :attr:`StreamStats.dropped` with its reason (``realtime``, ``corrupt``,
-``interrupted``): ``stats.read == stats.processed + stats.failed + sum(stats.dropped.values())``.
-
-:meth:`Stream.stop` stops reading and lets every frame already read go through to the sinks;
-``stop(force=True)`` (a second Ctrl-C) drops what is in flight, counted as ``interrupted``. Either
-way the sinks are closed (flushed) at the end. :func:`stop_on_signals` wires SIGINT/SIGTERM to it.
-
-Example:
-    >>> from edgepose import PoseEstimator  # doctest: +SKIP
-    >>> est = PoseEstimator("models/mobilenet_thin.onnx")  # doctest: +SKIP
-    >>> for r in est.stream("rtsp://camera/stream", realtime=True):  # doctest: +SKIP
-    ...     print(r.index, [(p.id, p.score) for p in r.people])
+:class:`Stream` owns the source, the sinks and the threads: offline every frame is processed and a
+slow stage makes the earlier ones wait; ``realtime`` puts a one-slot mailbox after the capture, so
+that only the newest frame waits for inference. Inference workers number the frames they take
+and the tracking stage puts them back in order. :meth:`Stream.stop` stops reading and lets the
+frames read go through; ``stop(force=True)`` drops them (counted). :func:`stop_on_signals` wires
+SIGINT/SIGTERM to it. Buffers and shrinking are in :mod:`edgepose.stream.frames`, thread counts
+in :mod:`edgepose.stream.threads`, the accounting in :mod:`edgepose.stream.stats`.
 """
 
 from __future__ import annotations
@@ -52,111 +24,26 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import cv2
 import numpy as np
 
-from edgepose.avsource import i420_to_bgr
 from edgepose.decode import Workspace
 from edgepose.results import FrameResult
-from edgepose.session import usable_cores
 from edgepose.sources import Frame, Reconnect, VideoSource, open_source
+from edgepose.stream.frames import FramePool, preprocess_image, preprocess_planes
+from edgepose.stream.stats import StreamStats
+from edgepose.stream.threads import OpenCVThreads, ThreadPolicy
+
+if TYPE_CHECKING:
+    from edgepose.estimator import Estimator
+    from edgepose.runner import Letterbox
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Stream", "StreamStats", "stream", "stop_on_signals", "DROP_REASONS"]
-
-#: why a frame that was read is not in the outputs
-DROP_REASONS = {
-    "realtime": "superseded by a newer frame while inference was busy (--realtime)",
-    "corrupt": "could not be decoded",
-    "interrupted": "in flight when the run was interrupted",
-}
+__all__ = ["Stream", "stream", "stop_on_signals"]
 
 _END = object()
-
-
-@dataclass
-class StreamStats:
-    """Counts and timings of one stream.
-
-    Attributes:
-        read: frames taken from the source (corrupt ones included).
-        processed: frames that went through the model and reached the sinks.
-        failed: frames that reached the sinks with an error (an unreadable image, a model error).
-        dropped: frames read but not in the outputs, by reason (see :data:`DROP_REASONS`).
-        people: people found in all processed frames.
-        source_ended: why the source stopped (``end of file``, ``stopped``, ``lost: ...``, ``ended early: ...``).
-        source_lost: the source stopped and could not be reopened, or a file ended early.
-        reopens: times the source was reopened after it stopped.
-        loops: times a looped file started again.
-        sink_errors: failed writes per sink class name.
-        elapsed_s: seconds from the first frame read to the last one through the sinks.
-        stage_ms: mean milliseconds per stage over processed frames.
-        threads: the threads doing the work (ORT intra-op threads, FFmpeg decoding threads, stages).
-        interrupted: a stop was requested (signal, :meth:`Stream.stop` or a consumer that left early).
-    """
-
-    read: int = 0
-    processed: int = 0
-    failed: int = 0
-    dropped: dict[str, int] = field(default_factory=dict)
-    people: int = 0
-    source_ended: str = ""
-    source_lost: bool = False
-    reopens: int = 0
-    loops: int = 0
-    sink_errors: dict[str, int] = field(default_factory=dict)
-    elapsed_s: float = 0.0
-    stage_ms: dict[str, float] = field(default_factory=dict)
-    threads: dict[str, Any] = field(default_factory=dict)
-    interrupted: bool = False
-    failures: list[tuple[int, str]] = field(default_factory=list)
-
-    @property
-    def total_dropped(self) -> int:
-        return sum(self.dropped.values())
-
-    @property
-    def fps(self) -> float:
-        """Frames through the pipeline per second of wall time."""
-        return (self.processed + self.failed) / self.elapsed_s if self.elapsed_s > 0 else 0.0
-
-    @property
-    def accounted(self) -> bool:
-        """Whether every frame read is in the outputs or counted as dropped."""
-        return self.read == self.processed + self.failed + self.total_dropped
-
-    @property
-    def ok(self) -> bool:
-        """Nothing failed: no failed or corrupt frame, no lost source, no sink error."""
-        return not (self.failed or self.dropped.get("corrupt") or self.source_lost or self.sink_errors)
-
-    def to_dict(self) -> dict:
-        return {
-            "read": self.read, "processed": self.processed, "failed": self.failed, "dropped": dict(self.dropped),
-            "people": self.people, "source_ended": self.source_ended, "source_lost": self.source_lost,
-            "reopens": self.reopens, "loops": self.loops, "sink_errors": dict(self.sink_errors),
-            "elapsed_s": round(self.elapsed_s, 3), "fps": round(self.fps, 2),
-            "stage_ms": {k: round(v, 3) for k, v in self.stage_ms.items()}, "threads": dict(self.threads),
-            "interrupted": self.interrupted, "accounted": self.accounted,
-        }  # fmt: skip
-
-    def summary(self) -> str:
-        """One line: frames read, processed, failed, dropped (by reason), people, speed, source end."""
-        drops = ", ".join(f"{n} {k}" for k, n in sorted(self.dropped.items()) if n)
-        line = (
-            f"{self.read} frames read, {self.processed} processed, {self.failed} failed, "
-            f"{self.total_dropped} dropped{f' ({drops})' if drops else ''}, {self.people} people found, "
-            f"{self.fps:.1f} frames/s"
-        )
-        extra = [self.source_ended] if self.source_ended else []
-        if self.reopens:
-            extra.append(f"reopened {self.reopens}x")
-        if self.sink_errors:
-            extra.append("sink errors: " + ", ".join(f"{k} {v}" for k, v in self.sink_errors.items()))
-        return line + (f"; source: {'; '.join(extra)}" if extra else "")
 
 
 @dataclass
@@ -165,7 +52,7 @@ class _Item:
     slot: bool  # holds a slot of the frame pool
     adopt: bool  # the image may be kept in the pool for reuse
     t_read: float
-    box: Any = None
+    box: Letterbox | None = None
     hm: np.ndarray | None = None
     paf: np.ndarray | None = None
     timings: dict[str, float] = field(default_factory=dict)
@@ -175,38 +62,6 @@ class _Item:
     warnings: list[str] = field(default_factory=list)
     seq: int = -1  # order in which inference took it (frames leave the pipeline in this order)
     drop: str | None = None  # counted as dropped for this reason at the sink stage
-
-
-class _FramePool:
-    """At most ``size`` frames in flight; released images are kept and handed back to the capture."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._free: list[np.ndarray] = []
-        self._out = 0
-        self._cond = threading.Condition()
-
-    def acquire(self, cancelled: Callable[[], bool]) -> tuple[bool, np.ndarray | None]:
-        with self._cond:
-            while self._out >= self.size:
-                if cancelled():
-                    return False, None
-                self._cond.wait(0.1)
-            self._out += 1
-            return True, (self._free.pop() if self._free else None)
-
-    def release(self, image: np.ndarray | None) -> None:
-        with self._cond:
-            self._out -= 1
-            if (
-                image is not None
-                and len(self._free) < self.size
-                and image.flags.c_contiguous
-                and image.flags.owndata
-                and image.flags.writeable
-            ):
-                self._free.append(image)
-            self._cond.notify()
 
 
 class _Latest:
@@ -244,75 +99,12 @@ def _sink_name(sink: Any) -> str:
     return getattr(sink, "name", None) or type(sink).__name__
 
 
-def _shrink(src: np.ndarray, size: tuple[int, int], bufs: dict, tag: str, dst: np.ndarray | None = None) -> np.ndarray:
-    """``src`` resized to ``size`` (w, h): exact 2x2 box halvings (OpenCV's fast area path) while
-    the result stays at least ``size``, then one bilinear resize (into ``dst`` when given). Buffers
-    are kept in ``bufs`` under ``tag``. Returns ``src`` itself when it is already ``size`` and no
-    ``dst`` is given."""
-    nw, nh = size
-    while src.shape[0] % 2 == 0 and src.shape[1] % 2 == 0 and src.shape[1] // 2 >= nw and src.shape[0] // 2 >= nh:
-        shape = (src.shape[0] // 2, src.shape[1] // 2) + src.shape[2:]
-        key = (tag, shape)
-        half = bufs.get(key)
-        if half is None:
-            half = bufs[key] = np.empty(shape, np.uint8)
-        cv2.resize(src, (shape[1], shape[0]), dst=half, interpolation=cv2.INTER_AREA)
-        src = half
-    if src.shape[:2] == (nh, nw):
-        if dst is not None:
-            dst[...] = src
-            return dst
-        return src
-    if dst is None:
-        key = (tag, "final")
-        dst = bufs.get(key)
-        if dst is None or dst.shape[:2] != (nh, nw):
-            dst = bufs[key] = np.empty((nh, nw) + src.shape[2:], np.uint8)
-    cv2.resize(src, (nw, nh), dst=dst, interpolation=cv2.INTER_LINEAR)
-    return dst
-
-
-def inference_fills_cpu(estimator: Any, workers: int) -> bool:
-    """Whether ``workers`` inferences at once on ``estimator`` keep every usable core busy
-    (ONNX Runtime's CPU provider with ``threads x workers`` >= the cores)."""
-    providers = list(getattr(estimator, "providers", None) or getattr(getattr(estimator, "device", None), "providers", []))
-    if not providers or providers[0] != "CPUExecutionProvider":
-        return False
-    threads = getattr(estimator, "threads", None)
-    return isinstance(threads, int) and threads * max(1, workers) >= usable_cores()
-
-
-class _OpenCVThreads:
-    """OpenCV's global thread count, set while streams that asked for it run (reference-counted;
-    the original count comes back when the last one closes)."""
-
-    _lock = threading.Lock()
-    _users = 0
-    _saved: int | None = None
-
-    @classmethod
-    def acquire(cls, n: int) -> None:
-        with cls._lock:
-            if cls._users == 0:
-                cls._saved = cv2.getNumThreads()
-            cls._users += 1
-            cv2.setNumThreads(int(n))
-
-    @classmethod
-    def release(cls) -> None:
-        with cls._lock:
-            cls._users -= 1
-            if cls._users == 0 and cls._saved is not None:
-                cv2.setNumThreads(cls._saved)
-                cls._saved = None
-
-
 class Stream:
     """A running (or ready to run) pipeline; iterate it for one :class:`FrameResult` per frame.
 
     Args:
-        estimator: a :class:`edgepose.runner.PoseEstimator` (anything with ``preprocess``, ``infer``,
-            ``decode_maps`` and ``layout``).
+        estimator: an :class:`edgepose.estimator.Estimator`, e.g. :class:`edgepose.runner.PoseEstimator`
+            (``preprocess``, ``infer``, ``decode_maps`` and ``layout`` are required, the rest optional).
         source: a file, folder, video, camera index, URL, GStreamer pipeline, a source object from
             :mod:`edgepose.sources`, or any iterable of BGR images.
         realtime: keep only the newest frame when inference falls behind (drops are counted);
@@ -363,7 +155,7 @@ class Stream:
 
     def __init__(
         self,
-        estimator: Any,
+        estimator: Estimator,
         source: Any,
         *,
         realtime: bool = False,
@@ -387,7 +179,7 @@ class Stream:
     ) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
-        self.est = estimator
+        self.est: Estimator = estimator
         self.workers = int(workers)
         self.realtime = realtime
         self.sinks = list(sinks)
@@ -396,12 +188,11 @@ class Stream:
         self.stats = StreamStats()
         self.source = None
         self.keep_images = frames or any(getattr(s, "needs_image", True) for s in self.sinks)
-        # Decoded pictures as YUV planes when nothing needs the full-size BGR frame (see _preprocess_planes).
+        # Decoded pictures as YUV planes when nothing needs the full-size BGR frame (see frames.preprocess_planes).
         want_planes = prescale is not False and not self.keep_images and hasattr(estimator, "letterbox")
-        # When inference keeps every core busy, extra threads elsewhere only add switching: decode a
-        # file on one FFmpeg thread and run OpenCV's resizes single-threaded (see benchmarks/stream_bench.py).
-        self._fills_cpu = inference_fills_cpu(estimator, self.workers)
-        self.opencv_threads = opencv_threads if opencv_threads is not None else (1 if self._fills_cpu else None)
+        # When inference keeps every core busy: one FFmpeg thread for a file, OpenCV single-threaded.
+        policy = ThreadPolicy.choose(estimator, self.workers, opencv_threads)
+        self.opencv_threads = policy.opencv
         try:
             self.source = open_source(
                 source, loop=loop, pace=realtime if pace is None else pace, reconnect=reconnect,
@@ -409,9 +200,8 @@ class Stream:
                 backend=backend, want_planes=want_planes,
             )  # fmt: skip
             if isinstance(self.source, VideoSource):
-                file_threads = 1 if self._fills_cpu and self.source.kind == "video" else None
                 self.source.reconfigure(want_planes=want_planes or None,
-                                        decode_threads=self.source.decode_threads or file_threads)  # fmt: skip
+                                        decode_threads=self.source.decode_threads or policy.decode_threads(self.source.kind))  # fmt: skip
             self.source.open()  # SourceError now, not at the first frame
             self.tracker = self._make_tracker(track, smoothing, max_age)
         except BaseException:
@@ -434,7 +224,7 @@ class Stream:
         n = 1 + (1 if realtime else q) + self.workers
         if self.keep_images:
             n += 3 * q + 2 + (1 if frames else 0)
-        self._pool = _FramePool(n)
+        self._pool = FramePool(n)
         self._stop = threading.Event()
         self._force = threading.Event()
         self._lock = threading.Lock()
@@ -499,7 +289,7 @@ class Stream:
             raise RuntimeError("this stream is closed")
         self._started = True
         if self.opencv_threads is not None:
-            _OpenCVThreads.acquire(self.opencv_threads)
+            OpenCVThreads.acquire(self.opencv_threads)
             self._cv_held = True
         stages = [("capture", self._capture)] + [(f"infer{i}", self._infer) for i in range(self.workers)]
         stages += [("decode", self._decode), ("sinks", self._sink)]
@@ -598,7 +388,7 @@ class Stream:
             self._finish_stats()
             if self._cv_held:
                 self._cv_held = False
-                _OpenCVThreads.release()
+                OpenCVThreads.release()
         if self._error is not None:
             raise self._error
         return self.stats
@@ -706,68 +496,10 @@ class Stream:
             self._seq += 1
             return item
 
-    def _preprocess(self, image: np.ndarray, x: np.ndarray | None, halves: dict) -> tuple[np.ndarray, Any]:
-        """``est.preprocess`` after shrinking a large frame (see ``prescale``); the letterbox still
-        maps to the original frame.
-
-        After the exact 2x2 box halvings the frame is less than twice the network input, and a
-        bilinear resize finishes it (0.3 ms for 960x540 -> 526x296, against 2.0 ms for OpenCV's
-        general area resize): at that ratio bilinear sees every source pixel. AP on coco-val-mini
-        scaled up 3x: 0.343 this way, 0.339 with area resizing after halving, 0.345 with one area
-        resize of the full frame (the differences are within one person's worth on 44 images).
-        """
-        est = self.est
-        letterbox = getattr(est, "letterbox", None)
-        if not (self.prescale and letterbox is not None and image.dtype == np.uint8 and image.ndim == 3
-                and image.shape[2] == 3):  # fmt: skip
-            return est.preprocess(image, x)
-        h, w = image.shape[:2]
-        box = letterbox(w, h)
-        nw, nh = box.resized
-        if h % 2 or w % 2 or w // 2 < nw or h // 2 < nh:  # not twice the input: est.preprocess resizes it
-            return est.preprocess(image, x)
-        src = _shrink(image, box.resized, halves, "bgr")
-        x, got = est.preprocess(src, x)
-        if got.resized != box.resized or got.padded != box.padded:  # the estimator resized it again
-            return est.preprocess(image, x)
-        return x, box
-
-    def _preprocess_planes(self, planes: tuple, x: np.ndarray | None, halves: dict) -> tuple[np.ndarray, Any]:
-        """Like :meth:`_preprocess` for a picture still in (Y, U, V) 4:2:0 planes: each plane is
-        shrunk the same way (halvings, then bilinear) to the network-sized picture, and only that is
-        converted to BGR (BT.601, as OpenCV's FFmpeg back-end converts): 0.5 ms for a 1080p frame,
-        against 0.7 ms for OpenCV's full-size BGR conversion plus 0.8 ms for shrinking it.
-        """
-        est = self.est
-        y, u, v = planes
-        h, w = y.shape
-        box = est.letterbox(w, h)
-        nw, nh = box.resized
-        if not self.prescale or h % 2 or w % 2:  # pragma: no cover - sources give even 4:2:0 pictures
-            return self._preprocess(i420_to_bgr(planes), x, halves)
-        ew, eh = nw + nw % 2, nh + nh % 2  # I420 needs an even size; an odd one is finished in BGR
-        i420 = halves.get("i420")
-        if i420 is None or i420.shape != (eh * 3 // 2, ew):
-            i420 = halves["i420"] = np.empty((eh * 3 // 2, ew), np.uint8)
-            halves["bgr_even"] = np.empty((eh, ew, 3), np.uint8)
-            halves["bgr_small"] = np.empty((nh, nw, 3), np.uint8)
-        flat = i420.reshape(-1)
-        q = ew * eh // 4
-        _shrink(y, (ew, eh), halves, "y", dst=i420[:eh])
-        _shrink(u, (ew // 2, eh // 2), halves, "u", dst=flat[ew * eh : ew * eh + q].reshape(eh // 2, ew // 2))
-        _shrink(v, (ew // 2, eh // 2), halves, "v", dst=flat[ew * eh + q :].reshape(eh // 2, ew // 2))
-        bgr = cv2.cvtColor(i420, cv2.COLOR_YUV2BGR_I420, dst=halves["bgr_even"])
-        if (ew, eh) != (nw, nh):
-            bgr = cv2.resize(bgr, (nw, nh), dst=halves["bgr_small"], interpolation=cv2.INTER_LINEAR)
-        x, got = est.preprocess(bgr, x)
-        if got.resized != box.resized or got.padded != box.padded:  # pragma: no cover - a custom estimator
-            return est.preprocess(i420_to_bgr(planes), x)
-        return x, box
-
     def _infer(self) -> None:
         est = self.est
         x: np.ndarray | None = None  # this worker's network input buffer, reused
-        halves: dict = {}  # and its buffers for halved frames
+        bufs: dict = {}  # and its buffers for shrunk frames
         workspace = Workspace() if self._decode_in_workers else None  # and its decoder buffers
         try:
             while (item := self._take_next()) is not _END:
@@ -779,9 +511,9 @@ class Stream:
                     try:
                         t0 = time.perf_counter()
                         if fr.planes is not None:
-                            x, item.box = self._preprocess_planes(fr.planes, x, halves)
+                            x, item.box = preprocess_planes(est, fr.planes, x, bufs, self.prescale)
                         else:
-                            x, item.box = self._preprocess(fr.image, x, halves)
+                            x, item.box = preprocess_image(est, fr.image, x, bufs, self.prescale)
                         t1 = time.perf_counter()
                         if not self.keep_images:
                             self._release(item)  # the frame is in the network input now
@@ -828,7 +560,7 @@ class Stream:
         finally:
             self._put(self._q3, _END)
 
-    def _decode_maps(self, item: _Item, workspace: Any) -> None:
+    def _decode_maps(self, item: _Item, workspace: Workspace | None) -> None:
         """Maps -> people, in the inference worker right after the network: the maps are still in
         this core's cache (0.5 instead of 1.1 ms a 1080p frame when a separate thread decoded them).
         Tracking needs frame order and runs later, in the decode stage."""
@@ -935,7 +667,7 @@ class Stream:
             log.warning("frame accounting off: %s", st.to_dict())
 
 
-def stream(estimator: Any, source: Any, **kw: Any) -> Stream:
+def stream(estimator: Estimator, source: Any, **kw: Any) -> Stream:
     """``Stream(estimator, source, **kw)``: iterate it for one :class:`FrameResult` per frame.
 
     Example:
@@ -977,4 +709,3 @@ def stop_on_signals(s: Stream, signals: Iterable[int] = (signal.SIGINT, signal.S
     finally:
         for sig, h in old.items():
             signal.signal(sig, h)
-
