@@ -1,11 +1,10 @@
-"""Frame sources: an image, a folder of images, a video file, a camera index or a stream URL.
-
-Every input yields a :class:`Frame`; one that cannot be read yields a frame with ``error`` set
-instead of stopping the run, so that a bad file in a folder is recorded and the rest go on.
+"""Video sources: a video file, a camera, an RTSP/HTTP URL or a GStreamer pipeline, read with OpenCV
+(or PyAV for files, :mod:`edgepose.avsource`), with fault handling: corrupt frames skipped and
+counted, sources that stop reopened with back-off (:class:`Reconnect`), files looped or paced.
 
 Example:
-    >>> for frame in iter_frames("photos/"):  # doctest: +SKIP
-    ...     print(frame.name, frame.error or frame.image.shape)
+    >>> src = VideoSource("clip.mp4", loop=True)  # doctest: +SKIP
+    >>> src.open(); frame = src.read(); src.close()  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -13,90 +12,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from edgepose.imageio import IMAGE_EXTENSIONS, ImageError, read_image
+from edgepose.sources.base import Frame, SourceError, SourceStats, classify
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "Frame", "SourceError", "SourceStats", "Reconnect", "VideoSource", "ImageSource", "IterableSource",
-    "classify", "open_source", "open_capture", "iter_frames", "frame_count", "VIDEO_EXTENSIONS",
-]  # fmt: skip
-
-VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts"}
-
-
-class SourceError(RuntimeError):
-    """A source cannot be opened at all."""
-
-
-@dataclass
-class Frame:
-    """One frame (or the failure to get it).
-
-    Attributes:
-        index: position in the source (0-based).
-        image: BGR uint8 (H, W, 3), None when ``error`` is set.
-        name: file name (images) or the source name (video, camera).
-        timestamp: seconds from the start of a video, or wall-clock seconds for a camera.
-        read_ms: time spent reading/decoding it.
-        error: why it could not be read.
-        warnings: oddities that did not stop reading.
-        planes: the decoded (Y, U, V) 4:2:0 planes instead of ``image``, from a source asked for
-            them (``VideoSource(want_planes=True)``; :func:`edgepose.avsource.i420_to_bgr` makes BGR).
-    """
-
-    index: int
-    image: np.ndarray | None
-    name: str
-    timestamp: float | None = None
-    read_ms: float = 0.0
-    error: str | None = None
-    warnings: list[str] = field(default_factory=list)
-    planes: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-
-
-def classify(source: str | int | Path) -> str:
-    """``image``, ``folder``, ``video``, ``camera`` or ``stream`` (URL / GStreamer pipeline).
-
-    Raises:
-        SourceError: a path that does not exist.
-    """
-    s = str(source)
-    if isinstance(source, int) or s.isdigit():
-        return "camera"
-    if "://" in s or "!" in s:
-        return "stream"
-    p = Path(s)
-    if p.is_dir():
-        return "folder"
-    if not p.exists():
-        raise SourceError(f"{s}: no such file, folder, camera index or URL")
-    if p.suffix.lower() in VIDEO_EXTENSIONS:
-        return "video"
-    return "image"
-
-
-def folder_files(folder: Path) -> list[Path]:
-    """Every visible file in a folder (not recursive), sorted by name."""
-    return sorted(p for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith("."))
-
-
-def _image_frame(i: int, path: Path) -> Frame:
-    t0 = time.perf_counter()
-    if path.suffix.lower() not in IMAGE_EXTENSIONS:
-        return Frame(i, None, path.name, error=f"{path.name}: not an image file (extension {path.suffix or 'none'})")
-    try:
-        img, warnings = read_image(path)
-    except ImageError as e:
-        return Frame(i, None, path.name, error=str(e))
-    return Frame(i, img, path.name, read_ms=(time.perf_counter() - t0) * 1e3, warnings=warnings)
+__all__ = ["VideoSource", "Reconnect", "open_capture"]
 
 
 def _has_backend(api: int) -> bool:
@@ -169,31 +96,6 @@ class Reconnect:
         for _ in range(self.tries):
             yield d
             d = min(self.max_delay, d * self.factor)
-
-
-@dataclass
-class SourceStats:
-    """What a source did.
-
-    Attributes:
-        read: frames taken from the source, corrupt ones included.
-        corrupt: frames that could not be decoded (skipped).
-        reopens: successful reopens after the source stopped.
-        reopen_attempts: every reopen attempt, successful or not.
-        loops: times a looped file started again.
-        expected: frames the file's header announces (None for live sources).
-        ended: why reading stopped (``end of file``, ``stopped``, ``lost: ...``, ``ended early: ...``).
-        lost: True when the source stopped and could not be reopened, or a file ended early.
-    """
-
-    read: int = 0
-    corrupt: int = 0
-    reopens: int = 0
-    reopen_attempts: int = 0
-    loops: int = 0
-    expected: int | None = None
-    ended: str = ""
-    lost: bool = False
 
 
 class VideoSource:
@@ -534,150 +436,3 @@ class VideoSource:
             reopened = True
         self.stats.ended = self.stats.ended or "stopped"
         return None
-
-
-class ImageSource:
-    """Frames from an image file or every file of a folder; a file that cannot be read is a frame with
-    ``error`` set (the run goes on)."""
-
-    def __init__(self, source: str | Path, kind: str | None = None) -> None:
-        self.kind = kind or classify(source)
-        path = Path(source)
-        self.paths = [path] if self.kind == "image" else folder_files(path)
-        self.name = path.name
-        self.stats = SourceStats(expected=len(self.paths))
-        self.fps = 0.0
-        self.loop = False
-        self._i = 0
-        self._stop = threading.Event()
-
-    def open(self) -> ImageSource:
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def close(self) -> None:
-        pass
-
-    def read(self, out: np.ndarray | None = None) -> Frame | None:
-        if self._stop.is_set() or self._i >= len(self.paths):
-            self.stats.ended = self.stats.ended or ("stopped" if self._stop.is_set() else "end of input")
-            return None
-        frame = _image_frame(self._i, self.paths[self._i])
-        self._i += 1
-        self.stats.read += 1
-        return frame
-
-
-class IterableSource:
-    """Frames from any iterable of BGR images (numpy arrays) or :class:`Frame` objects, e.g. a
-    camera library's generator; indices count from 0 and timestamps are wall-clock when absent."""
-
-    def __init__(self, frames: Iterable, name: str = "frames", fps: float = 0.0) -> None:
-        self._it = iter(frames)
-        self.kind = "frames"
-        self.name = name
-        self.fps = fps
-        self.loop = False
-        self.stats = SourceStats()
-        self._i = 0
-        self._stop = threading.Event()
-
-    def open(self) -> IterableSource:
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def close(self) -> None:
-        close = getattr(self._it, "close", None)
-        if close is not None:
-            try:
-                close()
-            except Exception:  # pragma: no cover - a generator already running elsewhere
-                pass
-
-    def read(self, out: np.ndarray | None = None) -> Frame | None:
-        if self._stop.is_set():
-            self.stats.ended = self.stats.ended or "stopped"
-            return None
-        t0 = time.perf_counter()
-        try:
-            item = next(self._it)
-        except StopIteration:
-            self.stats.ended = self.stats.ended or "end of input"
-            return None
-        self.stats.read += 1
-        if isinstance(item, Frame):
-            self._i = item.index + 1
-            return item
-        i = self._i
-        self._i += 1
-        if not isinstance(item, np.ndarray):
-            return Frame(i, None, self.name, timestamp=time.time(), error=f"frame {i}: not an image ({type(item).__name__})")
-        return Frame(i, item, self.name, timestamp=time.time(), read_ms=(time.perf_counter() - t0) * 1e3)
-
-
-def open_source(
-    source: str | int | Path | Iterable,
-    *,
-    loop: bool = False,
-    pace: bool = False,
-    reconnect: Reconnect | None = None,
-    timeout_s: float = 10.0,
-    decode_threads: int | None = None,
-    capture_factory: Callable | None = None,
-    backend: str = "auto",
-    want_planes: bool = False,
-):
-    """The right source object for anything :func:`classify` knows, or an iterable of images.
-
-    Returns:
-        a :class:`VideoSource`, :class:`ImageSource` or :class:`IterableSource` (not opened yet).
-
-    Raises:
-        SourceError: a path that does not exist.
-    """
-    if isinstance(source, (VideoSource, ImageSource, IterableSource)):
-        return source
-    if not isinstance(source, (str, int, Path)):
-        if isinstance(source, np.ndarray):
-            return IterableSource([source], name="array")
-        return IterableSource(source)
-    kind = classify(source)
-    if kind in ("image", "folder"):
-        return ImageSource(source, kind)
-    return VideoSource(source, kind, loop=loop, pace=pace, reconnect=reconnect, timeout_s=timeout_s,
-                       decode_threads=decode_threads, capture_factory=capture_factory, backend=backend,
-                       want_planes=want_planes)  # fmt: skip
-
-
-def iter_frames(source: str | int | Path, **kw) -> Iterator[Frame]:
-    """Yield the frames of any source (keyword arguments as :func:`open_source`).
-
-    Raises:
-        SourceError: the source does not exist or cannot be opened.
-    """
-    src = open_source(source, **kw)
-    src.open()
-    try:
-        while (frame := src.read()) is not None:
-            yield frame
-    finally:
-        src.close()
-
-
-def frame_count(source: str | int | Path) -> int | None:
-    """Number of frames when known up front (folders, files), else None."""
-    kind = classify(source)
-    if kind == "image":
-        return 1
-    if kind == "folder":
-        return len(folder_files(Path(source)))
-    if kind == "video":
-        cap = cv2.VideoCapture(str(source))
-        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        cap.release()
-        return n if n > 0 else None
-    return None
