@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-__all__ = ["ImageError", "read_image", "to_bgr8", "IMAGE_EXTENSIONS"]
+__all__ = ["ImageError", "read_image", "decode_image", "to_bgr8", "IMAGE_EXTENSIONS"]
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pbm", ".pgm", ".ppm", ".pnm"}
 
@@ -67,8 +67,25 @@ def read_image(path: str | Path) -> tuple[np.ndarray, list[str]]:
         data = np.fromfile(str(path), dtype=np.uint8)
     except OSError as e:
         raise ImageError(f"{path}: cannot read ({e.strerror})") from e
+    return decode_image(data, str(path))
+
+
+def decode_image(data: bytes | np.ndarray, name: str = "image") -> tuple[np.ndarray, list[str]]:
+    """Decode an encoded image (JPEG, PNG, ...) held in memory as uint8 BGR, as :func:`read_image` does.
+
+    Args:
+        data: the file's bytes (``bytes`` or a uint8 array).
+        name: what to call it in messages.
+
+    Returns:
+        ``(image, warnings)``.
+
+    Raises:
+        ImageError: empty or undecodable.
+    """
+    data = np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else np.asarray(data, np.uint8).reshape(-1)
     if data.size == 0:
-        raise ImageError(f"{path}: empty file")
+        raise ImageError(f"{name}: empty file")
     img = cv2.imdecode(data, cv2.IMREAD_COLOR)
     warnings = []
     if data[:2].tobytes() == b"\xff\xd8" and data[-2:].tobytes() != b"\xff\xd9":
@@ -77,7 +94,7 @@ def read_image(path: str | Path) -> tuple[np.ndarray, list[str]]:
         if img is None:
             img = cv2.imdecode(np.concatenate([data, np.frombuffer(b"\xff\xd9", np.uint8)]), cv2.IMREAD_COLOR)
         if img is not None:
-            warnings.append(f"{path.name}: JPEG is truncated (no end marker); the missing part decodes as grey")
+            warnings.append(f"{Path(name).name}: JPEG is truncated (no end marker); the missing part decodes as grey")
     if img is None:
-        raise ImageError(f"{path}: not a readable image (unknown format, corrupt or truncated)")
+        raise ImageError(f"{name}: not a readable image (unknown format, corrupt or truncated)")
     return img, warnings
