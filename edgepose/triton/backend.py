@@ -27,7 +27,16 @@ from edgepose.imageio import decode_image
 from edgepose.meta import HEATMAPS, PAFS, ModelMeta
 from edgepose.runner import Letterbox, fit_size, parse_size
 from edgepose.triton.wire import (
-    FRAME, IMAGE_BYTES, IMAGE_SIZE, KEYPOINTS, LETTERBOX, SCORES, box_from_array, check_box, letterbox_frame, normalize,
+    FRAME,
+    IMAGE_BYTES,
+    IMAGE_SIZE,
+    KEYPOINTS,
+    LETTERBOX,
+    SCORES,
+    box_from_array,
+    check_box,
+    letterbox_frame,
+    normalize,
 )  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -201,7 +210,7 @@ class PipelineModel(_Base):
                 for i, *_ in group:
                     out[i] = self._error(e)
                 continue
-            for j, (i, _, box, enc) in enumerate(group):
+            for j, (i, _, box, _enc) in enumerate(group):
                 try:
                     kps, scores = people_from_maps(hm[j], paf[j], box, self.meta, self.est.decoder, self.ws)
                     out[i] = self._people(kps, scores, box.src)

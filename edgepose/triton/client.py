@@ -39,7 +39,16 @@ from edgepose.results import FrameResult, Person
 from edgepose.runner import Letterbox, fit_size, parse_size
 from edgepose.triton.repo import META_KEY, model_names
 from edgepose.triton.server import ServerError
-from edgepose.triton.wire import FRAME, IMAGE_BYTES, IMAGE_SIZE, KEYPOINTS, LETTERBOX, SCORES, box_to_array, letterbox_frame
+from edgepose.triton.wire import (
+    FRAME,
+    IMAGE_BYTES,
+    IMAGE_SIZE,
+    KEYPOINTS,
+    LETTERBOX,
+    SCORES,
+    box_to_array,
+    letterbox_frame,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +75,11 @@ def _tc(scheme: str):
     except ImportError as e:
         raise ImportError("the Triton client needs tritonclient: pip install 'edgepose[triton]'") from e
     return mod, InferenceServerException
+
+
+def _message(e: Exception) -> str:
+    m = e.message() if callable(getattr(e, "message", None)) else None
+    return str(m or e)
 
 
 def parse_servers(spec: str | list[str]) -> list[tuple[str, str]]:
@@ -175,7 +189,7 @@ class RemoteEstimator:
         try:
             return fn(self._client(ep))
         except exc as e:
-            raise RequestError(f"{ep.url}: {e.message() if hasattr(e, 'message') else e}") from e
+            raise RequestError(f"{ep.url}: {_message(e)}") from e
 
     def _ready(self, ep: _Endpoint, quick: bool = False) -> bool:
         try:
@@ -296,12 +310,11 @@ class RemoteEstimator:
                 if self._is_down(e):
                     ep.failures += 1
                     ep.resent += 1
-                    self._take_out(ep, f"{type(e).__name__}: {getattr(e, 'message', lambda: str(e))()}")
+                    self._take_out(ep, f"{type(e).__name__}: {_message(e)}")
                     continue
                 with self._lock:
                     ep.refused += 1
-                msg = e.message() if hasattr(e, "message") else str(e)
-                raise RequestError(f"{ep.url}: {msg}") from None
+                raise RequestError(f"{ep.url}: {_message(e)}") from None
             with self._lock:
                 ep.in_flight -= 1
                 ep.frames += 1
