@@ -1,8 +1,8 @@
-"""What a benchmark worker runs: raw runtimes on fixed real inputs, and whole pipelines on frames.
+"""What the checkout's benchmark workers run beyond edgepose's own pipeline: peers and studies.
 
-Each engine is built from a JSON-able spec, does its set-up (imports, session creation) in
-``__init__``, and processes one frame per :meth:`Engine.step`, returning milliseconds per stage.
-Engines never print; they run inside :mod:`benchmarks.worker` processes.
+edgepose's pipeline engine lives in the package (:mod:`edgepose.bench.engines`); the engines here
+need a checkout or heavy dependencies (TensorFlow, the frozen graph, onnx for graph rewrites). A
+worker runs them when asked for ``module="benchmarks.engines"``. Engines never print.
 
 Raw engines (inference only, on real photos stretched to exactly the input size):
     ``ort``         ONNX Runtime with a session-options *recipe* (see :func:`session_from_recipe`)
@@ -10,8 +10,8 @@ Raw engines (inference only, on real photos stretched to exactly the input size)
     ``cv``          OpenCV's dnn module on our ONNX model or on the frozen graph
 
 Pipelines (read -> pre-process -> inference -> decode, on a video or a folder of frames):
-    ``pipeline``    ``runtime`` in ort (edgepose's :class:`PoseEstimator`), tf, cv-onnx, cv-tf;
-                    ``decoder`` edgepose (ours) or learnopencv (:mod:`benchmarks.learnopencv`)
+    ``baseline``    :class:`edgepose.bench.engines.Pipeline` with ``runtime`` in ort, tf, cv-onnx,
+                    cv-tf and ``decoder`` edgepose (ours) or learnopencv (:mod:`benchmarks.learnopencv`)
     ``decoders``    our decoder and the learnopencv recipe on the same network outputs: time and AP
 
 Example:
@@ -25,23 +25,20 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-__all__ = ["Engine", "ENGINES", "make_engine", "real_inputs", "session_from_recipe", "FrameLoop", "TF_INPUT",
-           "TF_OUTPUT"]  # fmt: skip
+from edgepose.bench.engines import MS as _ms
+from edgepose.bench.engines import Engine, FrameLoop, Pipeline
+from edgepose.bench.engines import now as _now
+from edgepose.bench.engines import set_cv_threads as _set_cv_threads
+
+__all__ = ["ENGINES", "make_engine", "real_inputs", "session_from_recipe", "BaselinePipeline", "TF_INPUT", "TF_OUTPUT"]
 
 TF_INPUT = "image:0"
 TF_OUTPUT = "Openpose/concat_stage7:0"
-_ms = 1e3
-
-
-def _now() -> float:
-    return time.perf_counter()
 
 
 # -- inputs -------------------------------------------------------------------------------------------
@@ -66,44 +63,6 @@ def real_inputs(images: str | Path, size: tuple[int, int], count: int = 8, *, me
         x = (x.astype(np.float32) - mean) * scale
         out.append(np.ascontiguousarray(x.transpose(2, 0, 1)[None], dtype=dtype))
     return out
-
-
-class FrameLoop:
-    """Frames of a video or a folder, forever (a video is re-opened at its end), with read times.
-
-    Args:
-        source: a video file or a folder of images.
-        limit: use only the first ``limit`` frames (then start again).
-    """
-
-    def __init__(self, source: str | Path, limit: int | None = None) -> None:
-        from edgepose.sources import classify
-
-        self.source = str(source)
-        self.kind = classify(self.source)
-        if self.kind not in ("video", "folder", "image"):
-            raise ValueError(f"benchmark frames must come from a video file or a folder, not a {self.kind}")
-        self.limit = limit
-        self._it: Iterator | None = None
-        self._n = 0
-
-    def _open(self) -> Iterator:
-        from edgepose.sources import iter_frames
-
-        self._n = 0
-        return iter(iter_frames(self.source))
-
-    def next(self):
-        """The next :class:`edgepose.sources.Frame` that has an image (its ``read_ms`` is the read time)."""
-        for _ in range(2):
-            if self._it is None or (self.limit is not None and self._n >= self.limit):
-                self._it = self._open()
-            for frame in self._it:
-                self._n += 1
-                if frame.image is not None:
-                    return frame
-            self._it = None
-        raise RuntimeError(f"{self.source} yields no readable frames")
 
 
 # -- ONNX Runtime session recipes -------------------------------------------------------------------------
@@ -235,29 +194,6 @@ def _nhwc_input(m) -> None:
 
 
 # -- engines --------------------------------------------------------------------------------------------
-class Engine:
-    """One thing to measure. Subclasses set :attr:`info` in ``__init__`` and implement :meth:`step`."""
-
-    kind = "engine"
-
-    def __init__(self, spec: dict) -> None:
-        self.spec = spec
-        self.info: dict = {}
-
-    def step(self) -> dict[str, float]:
-        """Process one frame; return milliseconds per stage (``total`` included)."""
-        raise NotImplementedError
-
-    def call(self, name: str, args: dict) -> dict:
-        """Extra work that is not timed per frame (accuracy ...)."""
-        raise ValueError(f"{self.kind} engine has no {name!r} call")
-
-
-def _set_cv_threads(threads: int | None) -> None:
-    if threads:
-        cv2.setNumThreads(int(threads))
-
-
 class _RawInputs:
     def _inputs(self, spec: dict, nhwc: bool = False, dtype=np.float32) -> None:
         size = tuple(spec.get("size") or (432, 368))
@@ -400,51 +336,40 @@ def _cv_net(spec: dict):
     return net, outs, {"create_ms": (_now() - t0) * _ms, "opencv": cv2.__version__, "threads": cv2.getNumThreads()}
 
 
-class Pipeline(Engine):
-    """A whole frame: read -> pre-process -> inference -> decode.
+class BaselinePipeline(Pipeline):
+    """A whole frame with another runtime or decoder: read -> pre-process -> inference -> decode.
 
-    Spec: runtime (ort | tf | cv-onnx | cv-tf), decoder (edgepose | learnopencv), model, device,
-    threads, size (preset or WxH), source (video or folder), frames (limit), pb (for tf / cv-tf).
+    Spec: :class:`edgepose.bench.engines.Pipeline`'s, plus runtime (ort | tf | cv-onnx | cv-tf),
+    decoder (edgepose | learnopencv) and pb (for tf / cv-tf).
 
-    ``runtime=ort`` is edgepose itself (:meth:`PoseEstimator.predict`, its own stage timings). The
-    other runtimes reuse edgepose's pre-processing and decoder around a different network runtime,
-    so the only difference is the runtime. ``decoder=learnopencv`` is the learnopencv notebook
-    pipeline: ``cv2.dnn.blobFromImage`` to the same input size, the network, and the recipe.
+    The other runtimes reuse edgepose's pre-processing and decoder around a different network
+    runtime, so the only difference is the runtime. ``decoder=learnopencv`` is the learnopencv
+    notebook pipeline: ``cv2.dnn.blobFromImage`` to the same input size, the network, and the recipe.
     """
 
-    kind = "pipeline"
+    kind = "baseline"
 
     def __init__(self, spec: dict) -> None:
-        super().__init__(spec)
-        from edgepose.runner import PoseEstimator
-
-        threads = spec.get("threads")
-        _set_cv_threads(threads)
         self.runtime = spec.get("runtime", "ort")
         self.decoder = spec.get("decoder", "edgepose")
-        t0 = _now()
-        self.est = PoseEstimator(spec["model"], device=spec.get("device", "cpu") if self.runtime == "ort" else "cpu",
-                                 threads=threads, size=spec.get("size"))  # fmt: skip
-        self.info = {"create_ms": (_now() - t0) * _ms, "providers": list(self.est.providers),
-                     "variant": self.est.meta.variant, "threads": self.est.threads,
-                     "input_budget": list(self.est.budget)}  # fmt: skip
-        if self.runtime != "ort":
-            # edgepose supplies pre-processing, metadata and the decoder; the network runs elsewhere.
-            self.est.session = None
-            self.info.pop("providers")
-            if self.runtime == "tf":
-                self.tf, extra = _tf_session(spec["pb"], threads, spec.get("inter_op", 1))
-            elif self.runtime in ("cv-onnx", "cv-tf"):
-                cvspec = {"which": "onnx" if self.runtime == "cv-onnx" else "tf", "model": spec["model"],
-                          "pb": spec.get("pb")}  # fmt: skip
-                self.net, self.cv_outs, extra = _cv_net(cvspec)
-            else:
-                raise ValueError(f"unknown runtime {self.runtime!r}")
-            self.info["create_ms"] += extra.pop("create_ms")
-            self.info.update(extra)
         if self.decoder not in ("edgepose", "learnopencv"):
             raise ValueError(f"unknown decoder {self.decoder!r}")
-        self.frames = FrameLoop(spec["source"], spec.get("frames")) if spec.get("source") else None
+        super().__init__({**spec, "device": spec.get("device", "cpu") if self.runtime == "ort" else "cpu"})
+        if self.runtime == "ort":
+            return
+        # edgepose supplies pre-processing, metadata and the decoder; the network runs elsewhere.
+        threads = spec.get("threads")
+        self.est.session = None
+        self.info.pop("providers")
+        if self.runtime == "tf":
+            self.tf, extra = _tf_session(spec["pb"], threads, spec.get("inter_op", 1))
+        elif self.runtime in ("cv-onnx", "cv-tf"):
+            cvspec = {"which": "onnx" if self.runtime == "cv-onnx" else "tf", "model": spec["model"], "pb": spec.get("pb")}
+            self.net, self.cv_outs, extra = _cv_net(cvspec)
+        else:
+            raise ValueError(f"unknown runtime {self.runtime!r}")
+        self.info["create_ms"] += extra.pop("create_ms")
+        self.info.update(extra)
 
     # the network on an NCHW float32 batch -> (heatmaps, pafs) NCHW
     def _network(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -466,11 +391,9 @@ class Pipeline(Engine):
 
     def frame(self, img: np.ndarray) -> tuple[list, dict[str, float]]:
         """People in one frame and the stage timings (without ``read``)."""
-        from edgepose.results import Person
-
         if self.runtime == "ort" and self.decoder == "edgepose":
-            res = self.est.predict(img)
-            return res.people, {k: v for k, v in res.timings.items() if k != "read"}
+            return super().frame(img)
+        from edgepose.results import Person
         from edgepose.runner import fit_size
 
         t0 = _now()
@@ -495,47 +418,29 @@ class Pipeline(Engine):
         t3 = _now()
         return people, {"preprocess": (t1 - t0) * _ms, "inference": (t2 - t1) * _ms, "decode": (t3 - t2) * _ms}
 
-    def step(self) -> dict[str, float]:
-        t0 = _now()
-        f = self.frames.next()
-        t1 = _now()
-        _, t = self.frame(f.image)
-        t["read"] = (t1 - t0) * _ms  # wall time of getting the frame, including the source's own read_ms
-        t["total"] = (_now() - t0) * _ms
-        return t
+    def accuracy(self, annotations: str, images: str) -> dict:
+        """COCO keypoint AP of this pipeline, image by image through :meth:`frame`."""
+        if self.runtime == "ort" and self.decoder == "edgepose":
+            return super().accuracy(annotations, images)
+        import json
 
-    def call(self, name: str, args: dict) -> dict:
-        if name != "accuracy":
-            return super().call(name, args)
-        return accuracy(self, args["annotations"], args["images"])
+        from edgepose.evaluate import coco_ap
+        from edgepose.imageio import ImageError, read_image
+        from edgepose.results import FrameResult, coco_results
 
-
-def accuracy(pipe: Pipeline, annotations: str, images: str) -> dict:
-    """COCO keypoint AP of a pipeline on an annotated set (edgepose.evaluate for edgepose's own pipeline)."""
-    if pipe.runtime == "ort" and pipe.decoder == "edgepose":
-        from edgepose.evaluate import evaluate
-
-        rep = evaluate(pipe.est, annotations, images, progress=False)
-        return {k: rep[k] for k in ("AP", "AP50", "AP75", "APm", "APl", "AR", "images", "detections")}
-    import json
-
-    from edgepose.evaluate import coco_ap
-    from edgepose.imageio import ImageError, read_image
-    from edgepose.results import FrameResult, coco_results
-
-    gt = json.loads(Path(annotations).read_text())
-    dets = []
-    for im in gt["images"]:
-        try:
-            img, _ = read_image(Path(images) / im["file_name"])
-        except ImageError:
-            continue
-        people, _ = pipe.frame(img)
-        res = FrameResult(people=people, image_size=(img.shape[1], img.shape[0]), layout=pipe.est.layout)
-        dets.extend(coco_results(res, im["id"]))
-    rep = coco_ap(gt, dets, [im["id"] for im in gt["images"]])
-    rep.update(images=len(gt["images"]), detections=len(dets))
-    return rep
+        gt = json.loads(Path(annotations).read_text())
+        dets = []
+        for im in gt["images"]:
+            try:
+                img, _ = read_image(Path(images) / im["file_name"])
+            except ImageError:
+                continue
+            people, _ = self.frame(img)
+            res = FrameResult(people=people, image_size=(img.shape[1], img.shape[0]), layout=self.est.layout)
+            dets.extend(coco_results(res, im["id"]))
+        rep = coco_ap(gt, dets, [im["id"] for im in gt["images"]])
+        rep.update(images=len(gt["images"]), detections=len(dets))
+        return rep
 
 
 class Decoders(Engine):
@@ -606,15 +511,13 @@ class Decoders(Engine):
         return out
 
 
-ENGINES: dict[str, type[Engine]] = {"ort": OrtRaw, "tf": TfRaw, "cv": CvRaw, "pipeline": Pipeline, "decoders": Decoders}
+ENGINES: dict[str, type[Engine]] = {"ort": OrtRaw, "tf": TfRaw, "cv": CvRaw, "baseline": BaselinePipeline,
+                                    "decoders": Decoders}  # fmt: skip
 
 
 def make_engine(kind: str, spec: dict) -> Engine:
-    """Build the engine ``kind`` from ``spec``.
+    """Build the engine ``kind`` of this module from ``spec`` (in-process; workers use
+    :func:`edgepose.bench.engines.make_engine` with ``module="benchmarks.engines"``)."""
+    from edgepose.bench.engines import make_engine as _make
 
-    Raises:
-        ValueError: unknown kind.
-    """
-    if kind not in ENGINES:
-        raise ValueError(f"unknown engine {kind!r}; known: {', '.join(ENGINES)}")
-    return ENGINES[kind](spec)
+    return _make(kind, spec, __name__)

@@ -1,7 +1,7 @@
 """Which ONNX Runtime session options make the CPU provider fast on this network, and by how much.
 
 Every candidate is a session-options *recipe* (see :func:`benchmarks.engines.session_from_recipe`)
-run in its own worker process, all in lock step on the same real inputs (photos stretched to exactly
+run in its own worker process (:mod:`edgepose.bench.lockstep`), all in lock step on the same real inputs (photos stretched to exactly
 the input size), alongside TensorFlow on the original frozen graph and OpenCV dnn as references.
 Each result says how much faster or slower it is than ONNX Runtime's own defaults.
 
@@ -12,7 +12,8 @@ Usage:
     python -m benchmarks.session_study --data ../shared/data --repeats 40
     python -m benchmarks.session_study --quick   # a smoke test
 
-The suite (``edgepose bench``) runs it too and stores the result under ``session_study``.
+The suite (``edgepose bench`` from a checkout) runs it too, through :mod:`benchmarks.baselines`, and
+stores the result under ``session_study``; :func:`edgepose.bench.report.format_study` prints it.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ import logging
 import sys
 from pathlib import Path
 
-from benchmarks.lockstep import Burner, Quiet, Worker, WorkerError, interleave
-from benchmarks.stats import ratio, summary
+from edgepose.bench.lockstep import Burner, Quiet, Worker, WorkerError, interleave
+from edgepose.bench.report import format_study
+from edgepose.bench.stats import ratio, summary
+from edgepose.fileio import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +111,7 @@ PIPELINE_CANDIDATES: dict[str, tuple[dict, str]] = {
 
 def _threads(recipe: dict, threads: int) -> int | None:
     """None (leave ONNX Runtime's default) for the ``ort-defaults`` recipes when the study uses all cores."""
-    from benchmarks.machine import physical_cores
+    from edgepose.bench.machine import physical_cores
 
     if type(recipe.get("threads")) is int:  # a candidate with its own thread count
         return recipe["threads"]
@@ -198,7 +201,7 @@ def run_study(
 def _measure(specs, repeats, warmup, progress, stages=("inference",), quiet_wait=0.5, ignore=None) -> tuple[dict, dict]:
     workers, whats = [], {}
     for name, kind, spec, what in specs:
-        w = Worker(name, kind, spec)
+        w = Worker(name, kind, spec, module="benchmarks.engines")
         whats[name] = (what, spec.get("recipe"))
         try:
             w.start()
@@ -238,69 +241,11 @@ def _measure(specs, repeats, warmup, progress, stages=("inference",), quiet_wait
     for entry in res.values():
         if key in entry:
             entry["vs_ort_defaults"] = ratio(ref, entry[key]["p50"])
-    return res, background(quiet)
-
-
-def background(quiet: Quiet) -> dict:
-    """What other programs did to a lock-step run: turns measured, disturbed, time spent waiting."""
-    return {"turns": quiet.turns, "disturbed_turns": quiet.disturbed, "waited_s": round(quiet.waited_s, 1),
-            "threshold_cores": quiet.threshold, "retries": quiet.retries}  # fmt: skip
-
-
-def _inference_table(entries: dict) -> list[str]:
-    lines = ["| candidate | inference p50 ms | p90 ms | min ms | speed-up vs ORT defaults | create ms | spin CPU ms/run | "
-             "other programs (cores) | what |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---|"]  # fmt: skip
-    for name, e in entries.items():
-        if "error" in e:
-            lines.append(f"| {name} | failed | | | | | | | {e['error']} |")
-            continue
-        i = e["inference"]
-        lines.append(f"| {name} | {i['p50']:.1f} | {i['p90']:.1f} | {i['min']:.1f} | {_x(e.get('vs_ort_defaults'))} | "
-                     f"{_f(e.get('create_ms'))} | {_f(e.get('spin_cpu_ms'))} | {e.get('background_cores', 0):.2f} | "
-                     f"{e['what']} |")  # fmt: skip
-    return lines
-
-
-def _bg(b: dict | None) -> str:
-    if not b:
-        return ""
-    return f" Other programs disturbed {b['disturbed_turns']} of {b['turns']} turns."
-
-
-def format_study(study: dict) -> str:
-    """The study as markdown tables."""
-    st = study.get("settings", {})
-    size = st.get("size", ["?", "?"])
-    lines = [f"Session-option study: {size[0]}x{size[1]}, {st.get('threads')} threads, {st.get('repeats')} interleaved "
-             f"repeats; speed-up = ORT defaults' p50 / this p50.{_bg(st.get('background'))}", ""]  # fmt: skip
-    lines += _inference_table(study.get("inference", {}))
-    if study.get("contended"):
-        lines += ["", f"With one core busy: {st.get('contended', '')}.{_bg(st.get('contended_background'))}", ""]
-        lines += _inference_table(study["contended"])
-    if study.get("pipeline"):
-        lines += ["", st.get("pipeline", "") + "." + _bg(st.get("pipeline_background")), "",
-                  "| candidate | between p50 ms | inference p50 ms | total p50 ms | speed-up vs ORT defaults | spin CPU ms/frame |",
-                  "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
-        for name, e in study["pipeline"].items():
-            if "error" in e:
-                lines.append(f"| {name} | failed | | | | |")
-                continue
-            lines.append(f"| {name} | {e['between']['p50']:.1f} | {e['inference']['p50']:.1f} | {e['total']['p50']:.1f} | "
-                         f"{_x(e.get('vs_ort_defaults'))} | {_f(e.get('spin_cpu_ms'))} |")  # fmt: skip
-    return "\n".join(lines)
-
-
-def _x(v) -> str:
-    return f"{v:.2f}x" if v else "-"
-
-
-def _f(v) -> str:
-    return f"{v:.0f}" if isinstance(v, int | float) else "-"
+    return res, quiet.summary()
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchmarks.machine import machine_info, usable_cores
+    from edgepose.bench.machine import machine_info, usable_cores
 
     p = argparse.ArgumentParser(prog="python -m benchmarks.session_study", description=__doc__.splitlines()[0])
     p.add_argument("--model", default="models/mobilenet_thin.onnx")
@@ -330,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
                           quiet_wait=args.quiet_wait, contended=not args.quick)  # fmt: skip
     print(format_study(study))
     if args.json:
-        args.json.write_text(json.dumps({"machine": machine_info(), "session_study": study}, indent=1) + "\n")
+        write_text_atomic(args.json, json.dumps({"machine": machine_info(), "session_study": study}, indent=1) + "\n")
         print(f"wrote {args.json}")
     return 0
 

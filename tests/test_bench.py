@@ -1,5 +1,8 @@
 """The benchmark suite: `edgepose bench --quick` for real (real model, real video), its JSON schema,
-the learnopencv baseline recipe, the NCHWc channel-padding rewrite and the lock-step workers."""
+the learnopencv baseline recipe, the NCHWc channel-padding rewrite and the lock-step workers.
+
+The measuring core is edgepose.bench (in the package); the baselines are the checkout's benchmarks/
+plug-in. tests/test_wheel.py runs `edgepose bench` from an installed wheel, without the plug-in."""
 
 from __future__ import annotations
 
@@ -13,10 +16,10 @@ import numpy as np
 import pytest
 from conftest import DATA, MODEL, ROOT
 
-sys.path.insert(0, str(ROOT))  # the suite lives in the checkout's benchmarks/ folder
+from edgepose.bench.schema import validate
+from edgepose.bench.stats import ratio, summary
 
-from benchmarks.schema import validate  # noqa: E402
-from benchmarks.stats import ratio, summary  # noqa: E402
+sys.path.insert(0, str(ROOT))  # the baselines live in the checkout's benchmarks/ folder
 
 STAGES = ("read", "preprocess", "inference", "decode", "total")
 
@@ -199,33 +202,38 @@ def test_pad_depthwise_channels_leaves_other_patterns_alone():
     assert rep == {"padded": [], "skipped": []}
 
 
-# -- workers -------------------------------------------------------------------------------------------
+# -- workers ---------------------------------------------------------------------------------------------
 def test_worker_errors_are_clear_and_the_run_goes_on():
-    from benchmarks.lockstep import Quiet, Worker, WorkerError, interleave
+    """edgepose's own engine and a plug-in's engine (benchmarks.engines) in lock step; a broken one is dropped."""
+    from edgepose.bench.lockstep import Quiet, Worker, WorkerError, interleave
 
     bad = Worker("bad", "nonsense", {})
     with pytest.raises(WorkerError, match="unknown engine 'nonsense'"):
         bad.start()
     bad.close()
-    ok = Worker("ok", "ort", {"model": str(MODEL), "threads": 1, "size": [64, 48], "images": str(DATA / "images"),
-                              "count": 2, "recipe": {}})  # fmt: skip
-    broken = Worker("missing-model", "ort", {"model": "nope.onnx", "threads": 1, "images": str(DATA / "images")})
+    ok = Worker("ok", "pipeline", {"model": str(MODEL), "threads": 1, "size": "96x80", "source": str(DATA / "images")})
+    plug = Worker("plug", "ort", {"model": str(MODEL), "threads": 1, "size": [64, 48], "images": str(DATA / "images"),
+                                  "count": 2, "recipe": {}}, module="benchmarks.engines")  # fmt: skip
+    broken = Worker("missing-model", "pipeline", {"model": "nope.onnx", "threads": 1, "source": str(DATA / "images")})
     try:
         ok.start()
+        plug.start()
         with pytest.raises(WorkerError):
             broken.start()
         broken.error = "did not start"
-        out = interleave([ok, broken], warmup=1, repeats=3, quiet=Quiet(max_wait=0, retries=0))
-        assert len(out["ok"]) == 3 and out["missing-model"] == []
-        assert all(s["inference"] > 0 and "bg_cores" in s for s in out["ok"])
+        out = interleave([ok, plug, broken], warmup=1, repeats=3, quiet=Quiet(max_wait=0, retries=0))
+        assert len(out["ok"]) == 3 and len(out["plug"]) == 3 and out["missing-model"] == []
+        assert all(s["inference"] > 0 and s["read"] > 0 and "bg_cores" in s for s in out["ok"])
+        assert all(s["inference"] > 0 for s in out["plug"])
+        assert ok.info["input_budget"] == [96, 80]
         assert ok.stats()["peak_rss_mb"] > 10
     finally:
-        ok.close()
-        broken.close()
+        for w in (ok, plug, broken):
+            w.close()
 
 
 def test_plan_finds_variants_and_skips_what_is_absent(tmp_path):
-    from benchmarks.suite import Options, plan
+    from edgepose.bench.suite import Options, find_plugin, plan
 
     for name in ("m.onnx", "m.int8.onnx"):
         (tmp_path / name).symlink_to(MODEL)
@@ -233,6 +241,36 @@ def test_plan_finds_variants_and_skips_what_is_absent(tmp_path):
                                     sizes=["small"], baselines=False).resolved())  # fmt: skip
     assert {c.variant for c in configs} == {"fp32", "int8"}
     assert {c.threads for c in configs if c.device == "cpu"} == {1, 2}
+    assert all(c.role == "edgepose" and c.module is None for c in configs)
     assert any(s["what"] == "variant fp16" for s in skipped)
     with pytest.raises(ValueError, match="unknown provider"):
-        plan(Options(model=str(tmp_path / "m.onnx"), providers=["gpu"]).resolved())
+        plan(Options(model=str(tmp_path / "m.onnx"), data=str(DATA), providers=["gpu"]).resolved())
+    # from a checkout the plug-in adds the baselines, run by its own engines
+    plugin = find_plugin()
+    assert plugin is not None and plugin.__name__ == "benchmarks.baselines"
+    configs, _ = plan(Options(model=str(tmp_path / "m.onnx"), data=str(DATA), quick=True).resolved(), plugin)
+    base = [c for c in configs if c.role == "baseline"]
+    assert [c.extra["baseline"] for c in base] == ["learnopencv"] and base[0].module == "benchmarks.engines"
+
+
+def test_frames_to_time_are_required(tmp_path):
+    from edgepose.bench.suite import Options, data_video, find_plugin
+
+    with pytest.raises(ValueError, match="--source .*--data"):
+        Options(model=str(MODEL)).resolved()
+    assert Options(model=str(MODEL), source=str(DATA / "images")).resolved().source == str(DATA / "images")
+    assert data_video(DATA).name == "mmaction2__demo_skeleton.mp4"
+    with pytest.raises(FileNotFoundError, match="--source"):
+        data_video(tmp_path)
+    assert find_plugin("benchmarks.no_such_plugin") is None
+
+
+def test_accuracy_without_pycocotools_names_the_extra(monkeypatch):
+    import importlib.util
+
+    from edgepose.bench.suite import Options, run_suite
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pycocotools" else real(name, *a))
+    with pytest.raises(ImportError, match=r"edgepose\[eval\]"):
+        run_suite(Options(model=str(MODEL), data=str(DATA), quick=True, accuracy=True), progress=False)

@@ -5,14 +5,18 @@ Why processes: each configuration gets its own peak RSS, and no runtime's idle-s
 noisy machine, running configuration A for a minute and then B for a minute compares A's minute
 with B's; taking one frame of each in turn (the order rotated every round) spreads the noise over all.
 
+Workers are ``python -m edgepose.bench.worker`` with this interpreter, in this working directory.
+Measuring other programs' CPU use reads ``/proc`` (Linux); elsewhere the waits are skipped.
+
 Example:
-    >>> with Worker("cpu fp32", "ort", {"model": "models/mobilenet_thin.onnx", "threads": 2,
-    ...             "images": "../shared/data/images"}) as w:  # doctest: +SKIP
+    >>> with Worker("cpu fp32", "pipeline", {"model": "models/mobilenet_thin.onnx", "threads": 2,
+    ...             "source": "../shared/data/video/mmaction2__demo_skeleton.mp4"}) as w:  # doctest: +SKIP
     ...     samples = interleave([w], warmup=2, repeats=10)["cpu fp32"]
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -24,11 +28,26 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from edgepose.bench.machine import checkout_root
+
 log = logging.getLogger(__name__)
 
-__all__ = ["Worker", "WorkerError", "Quiet", "interleave", "settle", "cpu_ns", "others_cpu", "cpu_since", "wait_idle", "Burner", "ROOT"]
+__all__ = ["Worker", "WorkerError", "Quiet", "interleave", "settle", "cpu_ns", "others_cpu", "cpu_since", "wait_idle", "Burner"]
 
-ROOT = Path(__file__).resolve().parents[1]
+
+def _import_roots(module: str | None) -> list[str]:
+    """Folders a worker needs on ``PYTHONPATH``: the checkout (when edgepose runs from one) and the
+    folder holding ``module``'s top package (a plug-in found by the parent, such as ``benchmarks``)."""
+    roots = []
+    root = checkout_root()
+    if root is not None:
+        roots.append(str(root))
+    if module:
+        spec = importlib.util.find_spec(module.split(".")[0])
+        if spec is not None and spec.origin:
+            top = Path(spec.origin).parent
+            roots.append(str(top.parent if Path(spec.origin).name == "__init__.py" else top))
+    return list(dict.fromkeys(roots))
 
 
 class WorkerError(RuntimeError):
@@ -40,15 +59,19 @@ class Worker:
 
     Args:
         label: how results name it.
-        kind: engine kind (see :data:`benchmarks.engines.ENGINES`).
+        kind: engine kind (see :data:`edgepose.bench.engines.ENGINES`).
         spec: the engine's JSON-able spec.
         timeout: seconds to wait for any one answer.
         env: extra environment variables for the process.
+        module: the module whose ``ENGINES`` holds ``kind`` (default: edgepose's own), such as
+            ``"benchmarks.engines"`` in a checkout.
     """
 
-    def __init__(self, label: str, kind: str, spec: dict, *, timeout: float = 600.0, env: dict | None = None) -> None:
+    def __init__(self, label: str, kind: str, spec: dict, *, timeout: float = 600.0, env: dict | None = None,
+                 module: str | None = None) -> None:  # fmt: skip
         self.label, self.kind, self.spec, self.timeout = label, kind, spec, timeout
         self.env = env or {}
+        self.module = module
         self.proc: subprocess.Popen | None = None
         self.info: dict = {}
         self.error: str | None = None
@@ -62,15 +85,17 @@ class Worker:
             WorkerError: the engine could not be set up (the message says why).
         """
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+        paths = _import_roots(self.module) + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+        if paths:
+            env["PYTHONPATH"] = os.pathsep.join(paths)
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         env.update({k: str(v) for k, v in self.env.items()})
         self._err = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.worker"], cwd=str(ROOT), env=env, text=True, bufsize=1,
+            [sys.executable, "-m", "edgepose.bench.worker"], env=env, text=True, bufsize=1,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._err,
         )  # fmt: skip
-        rep = self.request({"cmd": "setup", "kind": self.kind, "spec": self.spec})
+        rep = self.request({"cmd": "setup", "kind": self.kind, "spec": self.spec, "module": self.module})
         self.info = dict(rep.get("info") or {})
         self.info["rss_after_setup_mb"] = rep.get("rss_mb")
         return self.info
@@ -311,6 +336,11 @@ class Quiet:
 
     def start(self, exclude: set[int]) -> tuple[dict[int, int], float]:
         return (others_cpu(exclude) if self.enabled else {}), time.perf_counter()
+
+    def summary(self) -> dict:
+        """What other programs did to the run: turns measured, disturbed, time spent waiting."""
+        return {"turns": self.turns, "disturbed_turns": self.disturbed, "waited_s": round(self.waited_s, 1),
+                "threshold_cores": self.threshold, "retries": self.retries}  # fmt: skip
 
     def cores(self, mark: tuple[dict[int, int], float], exclude: set[int]) -> float:
         """Other programs' average CPU use (cores) since ``mark``."""

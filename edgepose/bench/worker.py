@@ -2,16 +2,20 @@
 
 Requests (one JSON object a line on stdin) and replies (one a line on the protocol pipe):
 
-    {"cmd": "setup", "kind": "ort", "spec": {...}}  -> {"ok": true, "info": {...}, "rss_mb": ...}
+    {"cmd": "setup", "kind": "pipeline", "spec": {...},
+     "module": null}                                -> {"ok": true, "info": {...}, "rss_mb": ...}
     {"cmd": "step", "n": 3}                         -> {"ok": true, "samples": [{"inference": 55.1, ...}, ...]}
     {"cmd": "call", "name": "accuracy", "args": {}} -> {"ok": true, "result": {...}}
     {"cmd": "stats"}                                -> {"ok": true, "peak_rss_mb": ..., "rss_mb": ...}
     {"cmd": "quit"}                                 -> (exits)
 
+``module`` names a module whose ``ENGINES`` holds ``kind`` (default :mod:`edgepose.bench.engines`).
 A failure answers ``{"ok": false, "error": "..."}`` and the worker keeps serving. Anything a library
 prints on stdout goes to stderr: the protocol has a file descriptor of its own.
 
-Run as ``python -m benchmarks.worker`` (the parent, :mod:`benchmarks.lockstep`, does that).
+Memory comes from ``/proc`` and :mod:`resource` (psutil where ``/proc`` is missing): no extra needed.
+
+Run as ``python -m edgepose.bench.worker`` (the parent, :mod:`edgepose.bench.lockstep`, does that).
 """
 
 from __future__ import annotations
@@ -24,11 +28,17 @@ import traceback
 
 
 def rss_mb() -> float:
-    """Current resident set size in MiB (Linux ``/proc``; 0 where unknown)."""
+    """Current resident set size in MiB (Linux ``/proc``, else psutil; 0 where unknown)."""
     try:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     except (OSError, ValueError, IndexError):  # pragma: no cover - not Linux
+        pass
+    try:  # pragma: no cover - not Linux
+        import psutil
+
+        return psutil.Process().memory_info().rss / 2**20
+    except ImportError:  # pragma: no cover
         return 0.0
 
 
@@ -39,7 +49,7 @@ def peak_rss_mb() -> float:
 
 
 def serve(inp, out) -> int:
-    from benchmarks.engines import make_engine
+    from edgepose.bench.engines import make_engine
 
     engine = None
 
@@ -58,7 +68,7 @@ def serve(inp, out) -> int:
                 reply({"ok": True})
                 return 0
             if cmd == "setup":
-                engine = make_engine(req["kind"], req.get("spec") or {})
+                engine = make_engine(req["kind"], req.get("spec") or {}, req.get("module"))
                 reply({"ok": True, "info": engine.info, "rss_mb": rss_mb(), "peak_rss_mb": peak_rss_mb()})
             elif cmd == "step":
                 if engine is None:

@@ -1,4 +1,6 @@
-"""What a benchmark ran on: CPU, cores, memory, library versions, execution providers.
+"""What a benchmark ran on: CPU, cores, memory, library versions, execution providers, checkout.
+
+Standard library only (psutil, when installed, gives the physical core count).
 
 Example:
     >>> info = machine_info()
@@ -17,7 +19,7 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-__all__ = ["machine_info", "cpu_model", "physical_cores", "usable_cores", "host_name"]
+__all__ = ["machine_info", "cpu_model", "physical_cores", "usable_cores", "host_name", "checkout_root"]
 
 #: CPU flags worth knowing when reading CPU numbers (SIMD width, int8 dot products, AMX)
 _FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8",
@@ -86,7 +88,20 @@ def _version(*dists: str) -> str | None:
     return None
 
 
-def _git(root: Path) -> str | None:
+def checkout_root() -> Path | None:
+    """The edgepose repository this package runs from, or None (installed from a wheel).
+
+    A checkout has ``pyproject.toml`` and the ``benchmarks/`` folder beside the ``edgepose`` package.
+    """
+    root = Path(__file__).resolve().parents[2]
+    if (root / "pyproject.toml").is_file() and (root / "benchmarks" / "__init__.py").is_file():
+        return root
+    return None
+
+
+def _git(root: Path | None) -> str | None:
+    if root is None:
+        return None
     try:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
         if rev.returncode != 0:
@@ -129,5 +144,5 @@ def machine_info() -> dict:
             "pycocotools": _version("pycocotools"),
         },
         "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_CORETYPE", "MKL_NUM_THREADS") if k in os.environ},
-        "git": _git(Path(__file__).resolve().parents[1]),
+        "git": _git(checkout_root()),
     }

@@ -1,6 +1,6 @@
 """The results JSON's schema, as code: :func:`validate` lists every problem (empty list = valid).
 
-Kept dependency-free (no jsonschema); tests and :func:`benchmarks.suite.write_json` use it.
+Kept dependency-free (no jsonschema); tests and :func:`edgepose.bench.suite.write_json` use it.
 
 Example:
     >>> validate({"schema": "edgepose-bench/1"})[:1]
