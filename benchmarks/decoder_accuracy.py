@@ -31,7 +31,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from edgepose.bench.machine import cpu_model, usable_cores  # noqa: E402
 from edgepose.evaluate import evaluate  # noqa: E402
+from edgepose.fileio import write_json_atomic  # noqa: E402
 from edgepose.imageio import read_image  # noqa: E402
 from edgepose.runner import PoseEstimator  # noqa: E402
 
@@ -78,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     out = {
         "date": dt.date.today().isoformat(),
         "host": socket.gethostname(),
-        "machine": {"cpu": _cpu(), "cores": _cores(), "python": platform.python_version()},
+        "machine": {"cpu": cpu_model(), "cores": usable_cores(), "python": platform.python_version()},
         "model": str(args.model),
         "threads": args.threads,
         "input_budget": f"{est.budget[0]}x{est.budget[1]}",
@@ -90,8 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         "memory": memory,
     }  # fmt: skip
     path = args.out or ROOT / "benchmarks" / "results" / f"decoder-{out['date']}-{out['host']}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2))
+    write_json_atomic(path, out, indent=2)
     print(f"| AP | AP50 | AR | decode median | decode p90 | (coco-val-mini, {out['input_budget']}, {args.threads} threads) |")
     print("|---|---|---|---|---|---|")
     print(f"| {out['AP']:.3f} | {out['AP50']:.3f} | {out['AR']:.3f} | {out['decode_ms']['median']:.2f} ms | "
@@ -101,22 +102,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {m['image']} | {m['maps']} | {m['decode_peak_alloc_bytes'] / 1024:.0f} KiB | {m['workspace_bytes'] / 1024:.0f} KiB |")
     print(f"\nwrote {path}")
     return 0
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _cores() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import platform
 import re
@@ -51,6 +50,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from edgepose.bench.machine import cpu_model, usable_cores  # noqa: E402
+from edgepose.fileio import write_json_atomic  # noqa: E402
 from edgepose.runner import PoseEstimator  # noqa: E402
 from edgepose.sinks import JsonLinesSink  # noqa: E402
 
@@ -267,13 +268,7 @@ def loop_memory(args) -> dict:
 def machine() -> dict:
     import onnxruntime
 
-    cpu = ""
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))  # fmt: skip
-    except (OSError, StopIteration):
-        cpu = platform.processor()
-    return {"host": socket.gethostname(), "cpu": cpu, "usable_cores": len(os.sched_getaffinity(0)),
+    return {"host": socket.gethostname(), "cpu": cpu_model(), "usable_cores": usable_cores(),
             "python": platform.python_version(), "onnxruntime": onnxruntime.__version__, "opencv": cv2.__version__,
             "opencv_threads": cv2.getNumThreads(), "numpy": np.__version__}  # fmt: skip
 
@@ -331,8 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     res = {"mode": mode, "date": dt.datetime.now().isoformat(timespec="seconds"), "machine": machine(),
            "argv": sys.argv[1:], "video": str(args.video), "result": result}  # fmt: skip
     out = args.out or ROOT / "benchmarks" / "results" / f"stream-{mode}-{dt.date.today()}-{socket.gethostname()}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=1, default=float))
+    write_json_atomic(out, res, indent=1, default=float)
     print(markdown(res))
     print(f"\nwritten {out}", file=sys.stderr)
     return 0
