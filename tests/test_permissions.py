@@ -51,8 +51,9 @@ def test_a_failed_write_leaves_nothing_and_keeps_the_old_file(tmp_path):
 
 
 def test_exported_model_is_0644(tmp_path):
-    from converters.common import save_atomic
     from tiny_models import tiny_model
+
+    from converters.common import save_atomic
 
     src = tiny_model(tmp_path / "src.onnx")
     import onnx
