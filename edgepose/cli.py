@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("edgepose.commands.demo", "run the model on a sample picture and write a rendered image and JSON"),
     "convert": ("edgepose.commands.convert", "export models to ONNX (tfpose, caffe) and build variants"),
     "report-variants": ("edgepose.commands.report_variants", "accuracy/speed/size report of a model's fp16 and int8 variants"),
+    "triton": ("edgepose.commands.triton", "export a Triton model repository, or serve one on this machine (development)"),
     "bench": ("edgepose.commands.bench", "benchmark providers x variants x threads x sizes, with baselines"),
 }
 
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _is_user_error(e: Exception) -> bool:
     names = {"ExportError", "ModelError", "MetadataError", "ProviderUnavailable", "SourceError", "ImageError",
-             "CalibrationError", "FileNotFoundError", "ValueError", "ImportError", "ModuleNotFoundError"}  # fmt: skip
+             "CalibrationError", "ServerError", "RequestError", "FileNotFoundError", "ValueError", "ImportError", "ModuleNotFoundError"}  # fmt: skip
     return any(c.__name__ in names for c in type(e).__mro__)
 
 

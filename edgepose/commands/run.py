@@ -64,6 +64,17 @@ def configure(p: argparse.ArgumentParser) -> None:
     tr.add_argument("--smooth", action="store_true", help="One-Euro smoothing of tracked keypoints")
     tr.add_argument("--smooth-min-cutoff", type=float, default=1.0, metavar="HZ", help="One-Euro cut-off at rest (default 1.0)")
     tr.add_argument("--smooth-beta", type=float, default=0.02, help="One-Euro speed coefficient (default 0.02)")
+    sv = p.add_argument_group("Triton server (the network and decoding run there; see docs/triton.md)")
+    sv.add_argument("--server", metavar="URL[,URL...]", help="grpc://HOST:PORT or http://HOST:PORT of one or more "
+                    "Triton servers serving an `edgepose triton export` repository (frames spread over the healthy ones)")  # fmt: skip
+    sv.add_argument("--server-model", default=None, metavar="ensemble|pipeline|NAME",
+                    help="force a model (default: the ensemble when ready, else the pipeline)")  # fmt: skip
+    sv.add_argument("--wire", choices=("raw", "jpeg", "png"), default="raw", help="raw: letterboxed uint8 frames "
+                    "(exact); jpeg/png: frames encoded (thin links) (default raw)")  # fmt: skip
+    sv.add_argument("--jpeg-quality", type=int, default=90, metavar="Q", help="JPEG quality of --wire jpeg (default 90)")
+    sv.add_argument("--server-timeout", type=float, default=10.0, metavar="S",
+                    help="wait this long for a server to be ready, or to come back (default 10)")  # fmt: skip
+    sv.add_argument("--server-prefix", default="edgepose", help="model-name prefix of the repository (default edgepose)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -123,8 +134,12 @@ def run(args: argparse.Namespace) -> int:
     kind = classify(args.source)  # raises SourceError for a missing path
     if args.max_frames is not None and args.max_frames < 1:
         raise ValueError("--max-frames must be at least 1")
-    _choose_workers(args, kind)
-    if args.workers < 1 or args.queue_size < 1:
+    if args.server:
+        if args.workers is None:  # requests in flight: set from the servers once they are known
+            args.workers = 0
+    else:
+        _choose_workers(args, kind)
+    if args.workers < (0 if args.server else 1) or args.queue_size < 1:
         raise ValueError("--workers and --queue-size must be at least 1")
     smoothing = None
     if args.smooth:
@@ -138,7 +153,14 @@ def run(args: argparse.Namespace) -> int:
                          decode_threads=args.decode_threads, backend=args.video_backend)  # fmt: skip
     source.open()  # an unopenable source fails before the model is loaded
     try:
-        est = estimator_from_args(args)
+        if args.server:
+            from edgepose.triton.client import RemoteEstimator
+
+            est = RemoteEstimator(args.server, model=args.server_model, wire=args.wire, size=args.size,
+                                  jpeg_quality=args.jpeg_quality, prefix=args.server_prefix, timeout=args.server_timeout)  # fmt: skip
+            args.workers = args.workers or (1 if kind == "image" else est.in_flight)
+        else:
+            est = estimator_from_args(args)
         print(f"model {est.model_path.name} on {', '.join(est.providers)}, input budget {est.budget[0]}x{est.budget[1]}"
               f"{f', {args.workers} inference workers x {est.threads} threads' if args.workers > 1 else ''}",
               file=sys.stderr)  # fmt: skip
@@ -189,6 +211,8 @@ def run(args: argparse.Namespace) -> int:
         if st.stage_ms:
             stages = ", ".join(f"{k} {v:.1f}" for k, v in st.stage_ms.items())
             print(f"  mean ms per frame: {stages}", file=out)
+    for line in getattr(est, "summary", lambda: [])():  # per server, for a remote estimator
+        print(f"  server {line}", file=out)
     for i, (_, err) in enumerate(st.failures):
         if not images and i >= MAX_LISTED:
             print(f"  ... and {len(st.failures) - MAX_LISTED} more failures", file=out)
@@ -198,7 +222,8 @@ def run(args: argparse.Namespace) -> int:
         from edgepose.fileio import write_json_atomic
 
         write_json_atomic(args.stats_json, {"source": str(args.source), "kind": kind, "realtime": args.realtime,
-                                            **st.to_dict()})  # fmt: skip
+                                            **st.to_dict(),
+                                            **({"servers": est.server_stats()} if args.server else {})})  # fmt: skip
     if got["signal"] == signal.SIGINT:
         print("interrupted", file=sys.stderr)
         return 130

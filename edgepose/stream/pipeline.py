@@ -105,6 +105,8 @@ class Stream:
     Args:
         estimator: an :class:`edgepose.estimator.Estimator`, e.g. :class:`edgepose.runner.PoseEstimator`
             (``preprocess``, ``infer``, ``decode_maps`` and ``layout`` are required, the rest optional).
+            An estimator with ``infer_people(x, box) -> (people, warnings)`` (a Triton client, whose
+            server decodes) is called with each preprocessed frame instead of ``infer`` + ``decode_maps``.
         source: a file, folder, video, camera index, URL, GStreamer pipeline, a source object from
             :mod:`edgepose.sources`, or any iterable of BGR images.
         realtime: keep only the newest frame when inference falls behind (drops are counted);
@@ -180,6 +182,7 @@ class Stream:
         if workers < 1:
             raise ValueError("workers must be at least 1")
         self.est: Estimator = estimator
+        self._infer_people = getattr(estimator, "infer_people", None)
         self.workers = int(workers)
         self.realtime = realtime
         self.sinks = list(sinks)
@@ -517,7 +520,10 @@ class Stream:
                         t1 = time.perf_counter()
                         if not self.keep_images:
                             self._release(item)  # the frame is in the network input now
-                        item.hm, item.paf = est.infer(x[None])
+                        if self._infer_people is not None:  # the estimator decodes (a server): people, no maps
+                            item.people, item.warnings = self._infer_people(x, item.box)
+                        else:
+                            item.hm, item.paf = est.infer(x[None])
                         t2 = time.perf_counter()
                         item.timings["preprocess"] = (t1 - t0) * 1e3
                         item.timings["inference"] = (t2 - t1) * 1e3

@@ -36,7 +36,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TritonServer", "TritonInstall", "ServerError", "find_install", "free_port", "repository_models"]
+__all__ = ["TritonServer", "TritonInstall", "ServerError", "log_tail", "find_install", "free_port", "repository_models"]
 
 #: backends built into the server core (no backend library needed)
 _BUILTIN = {"ensemble"}
@@ -75,6 +75,7 @@ def find_install(env: str | Path | None = None) -> TritonInstall:
         ServerError: no ``tritonserver`` there (the message says how to make the environment).
     """
     cands = [Path(env)] if env else [Path(p) for p in (os.environ.get("EDGEPOSE_TRITON_ENV"), ".venv-triton") if p]
+    cands = [c.resolve() for c in cands]
     if not env:
         cands.append(Path(sys.prefix))
     for e in cands:
@@ -259,7 +260,7 @@ class TritonServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise ServerError(f"tritonserver exited with status {self.proc.returncode} while starting:\n"
-                                  + _tail(self.log_text))  # fmt: skip
+                                  + log_tail(self.log_text))  # fmt: skip
             try:
                 with urllib.request.urlopen(url, timeout=1) as r:
                     if r.status == 200:
@@ -267,7 +268,7 @@ class TritonServer:
             except (urllib.error.URLError, OSError):
                 pass
             time.sleep(0.1)
-        raise ServerError(f"tritonserver was not ready after {self.startup_timeout:.0f} s:\n" + _tail(self.log_text))
+        raise ServerError(f"tritonserver was not ready after {self.startup_timeout:.0f} s:\n" + log_tail(self.log_text))
 
     def stop(self, timeout: float = 10.0) -> int | None:
         """SIGTERM, then SIGKILL after ``timeout``; remove the temporary folder. Returns the exit status."""
@@ -300,6 +301,7 @@ class TritonServer:
         self.stop()
 
 
-def _tail(text: str, lines: int = 25) -> str:
+def log_tail(text: str, lines: int = 25) -> str:
+    """The last ``lines`` lines of a server log that say something (no table borders)."""
     keep = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith(("+", "|"))]
     return "\n".join(keep[-lines:]) or "(no output)"
