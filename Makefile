@@ -2,11 +2,11 @@
 PY      ?= python3
 VENV    ?= .venv
 VPY     := $(VENV)/bin/python
-EXTRAS  ?= cpu,convert,eval,track,bench,mqtt,video,demo,dev
+EXTRAS  ?= cpu,convert,eval,track,bench,mqtt,video,demo,dev,triton
 MODEL   ?= models/mobilenet_thin.onnx
 DATA    ?= ../shared/data
 
-.PHONY: venv model demo test lint variants report-variants bench bench-stream bench-stream-memory bench-quick eval clean system-deps
+.PHONY: venv triton-venv bench-triton model demo test lint variants report-variants bench bench-stream bench-stream-memory bench-quick eval clean system-deps
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -15,6 +15,20 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 venv: $(VENV)/.installed
+
+# The Triton server for development and tests: the nvidia-pytriton wheel (tritonserver with the Python
+# backend) needs numpy<2, so it gets its own venv, which is also the Python the server's models run in:
+# edgepose (editable) and the main venv's onnxruntime version (the same keypoints as a local run).
+TVENV   ?= .venv-triton
+$(TVENV)/.installed: pyproject.toml $(VENV)/.installed
+	$(PY) -m venv $(TVENV)
+	$(TVENV)/bin/python -m pip install -q --upgrade pip
+	$(TVENV)/bin/python -m pip install -q 'nvidia-pytriton==0.7.0' 'numpy<2' 'opencv-python-headless>=4.5' tqdm \
+		"onnxruntime==$$($(VPY) -c 'import onnxruntime; print(onnxruntime.__version__)')"
+	$(TVENV)/bin/python -m pip install -q --no-deps -e .
+	touch $@
+
+triton-venv: $(TVENV)/.installed
 
 model: venv
 	$(VPY) -m edgepose convert tfpose --out $(MODEL)
@@ -29,8 +43,15 @@ system-deps:
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mosquitto >/dev/null) \
 	      || echo "warning: could not install mosquitto; the MQTT tests will be skipped"; \
 	  else echo "note: install mosquitto for the MQTT tests (apt-get install mosquitto)"; fi; }
+	@# the Triton Python backend's stub links the system's libpython of the venv's Python version
+	@v=$$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
+	ldconfig -p 2>/dev/null | grep -q "libpython$$v.so.1.0" || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libpython$$v >/dev/null) \
+	      || echo "warning: could not install libpython$$v; the Triton tests will be skipped"; \
+	  else echo "note: install libpython$$v for the Triton tests (apt-get install libpython$$v)"; fi; }
 
-test: model system-deps
+test: model system-deps triton-venv
 	$(VPY) -m pytest -q
 
 lint: venv
@@ -68,8 +89,12 @@ bench-stream: model
 bench-stream-memory: model
 	$(VPY) benchmarks/stream_bench.py --loop 10000 --configs t1w2
 
+# Triton: server vs local throughput and latency, the server hop, the JPEG wire (docs/triton.md)
+bench-triton: model triton-venv
+	$(VPY) benchmarks/triton_bench.py --model $(MODEL) --data $(DATA)
+
 bench-quick: model
 	$(VPY) -m edgepose bench --model $(MODEL) --data $(DATA) --quick
 
 clean:
-	rm -rf $(VENV) models demo_out .pytest_cache
+	rm -rf $(VENV) $(TVENV) models demo_out .pytest_cache
