@@ -1,17 +1,20 @@
-"""Shared export machinery: optional imports, timed steps, IR/opset stamping, atomic writes."""
+"""Shared export machinery: optional imports, timed steps, IR/opset stamping, atomic writes, graph I/O."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import importlib
 import logging
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from edgepose.fileio import atomic_path
+from edgepose.meta import HEATMAPS, PAFS
 
 log = logging.getLogger(__name__)
 
@@ -99,3 +102,38 @@ def simplify(model):
     if not ok:
         raise ExportError("onnxsim could not validate the simplified model")
     return simplified
+
+
+def rename_tensors(nodes, names: dict[str, str]) -> None:
+    """Rename tensors in place: every node input or output named a key of ``names`` takes its value."""
+    for n in nodes:
+        for io in (n.input, n.output):
+            for i, t in enumerate(io):
+                if t in names:
+                    io[i] = names[t]
+
+
+def map_outputs(heatmap_channels: int, paf_channels: int) -> list:
+    """The graph outputs every model has: ``heatmaps`` (N, parts+1, H/s, W/s) and ``pafs`` (N, 2*limbs,
+    H/s, W/s), float32, batch and size dynamic (``onnx.ValueInfoProto`` s)."""
+    onnx = require("onnx")
+    fp = onnx.TensorProto.FLOAT
+    return [
+        onnx.helper.make_tensor_value_info(HEATMAPS, fp, ["batch", heatmap_channels, "out_height", "out_width"]),
+        onnx.helper.make_tensor_value_info(PAFS, fp, ["batch", paf_channels, "out_height", "out_width"]),
+    ]
+
+
+def cli_main(prog: str, doc: str, add_arguments, run, argv: list[str] | None = None,
+             errors: tuple[type[BaseException], ...] = ()) -> int:  # fmt: skip
+    """What ``python -m converters.<name>`` does: parse ``argv`` with ``add_arguments``, log at INFO and
+    ``run``; an :class:`ExportError` (or one of ``errors``) is printed and exits 2."""
+    p = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0])
+    add_arguments(p)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return run(args)
+    except (ExportError, *errors) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

@@ -35,6 +35,9 @@ from converters import __version__
 from converters.common import (
     ExportError,
     check_writable,
+    cli_main,
+    map_outputs,
+    rename_tensors,
     require,
     save_atomic,
     simplify,
@@ -150,7 +153,6 @@ def _split_outputs(model) -> None:
     Raises:
         ExportError: the graph does not end as expected.
     """
-    onnx = require("onnx")
     g = model.graph
     producers = {o: n for n in g.node for o in n.output}
     out_name = g.output[0].name
@@ -165,20 +167,9 @@ def _split_outputs(model) -> None:
     hm_src, paf_src = node.input
     for n in drop:
         g.node.remove(n)
-    rename = {hm_src: HEATMAPS, paf_src: PAFS, g.input[0].name: INPUT}
-    for n in g.node:
-        for i, name in enumerate(n.input):
-            if name in rename:
-                n.input[i] = rename[name]
-        for i, name in enumerate(n.output):
-            if name in rename:
-                n.output[i] = rename[name]
+    rename_tensors(g.node, {hm_src: HEATMAPS, paf_src: PAFS, g.input[0].name: INPUT})
     del g.output[:]
-    fp = onnx.TensorProto.FLOAT
-    g.output.extend([
-        onnx.helper.make_tensor_value_info(HEATMAPS, fp, ["batch", NUM_HEATMAPS, "out_height", "out_width"]),
-        onnx.helper.make_tensor_value_info(PAFS, fp, ["batch", NUM_PAFS, "out_height", "out_width"]),
-    ])  # fmt: skip
+    g.output.extend(map_outputs(NUM_HEATMAPS, NUM_PAFS))
     inp = g.input[0]
     inp.name = INPUT
     dims = inp.type.tensor_type.shape.dim
@@ -353,14 +344,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="edgepose convert tfpose", description=__doc__.splitlines()[0])
-    add_arguments(p)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return run(p.parse_args(argv))
-    except ExportError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return cli_main("edgepose convert tfpose", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":
