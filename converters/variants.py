@@ -50,14 +50,11 @@ from converters.calibration import (
     CalibrationError,
     CalibrationSet,
     FrameReader,
-    channel_stats,
     collect_frames,
-    equalization_sites,
-    equalize_ranges,
     fixed_letterbox,
-    fold_depthwise_1x1,
 )
-from converters.common import ExportError, check_writable, require, save_atomic, stamp_versions, step
+from converters.common import ExportError, check_writable, cli_main, require, save_atomic, stamp_versions, step
+from converters.equalize import channel_stats, equalization_sites, equalize_ranges, fold_depthwise_1x1
 from converters.metadata import get_props, set_metadata, sha256_file
 from edgepose.meta import HEATMAPS, INPUT, PAFS, MetadataError, ModelMeta
 
@@ -421,7 +418,7 @@ def build_int8(
         keep_float: regular expressions of node names to keep in float (default :data:`DEFAULT_KEEP_FLOAT`).
         equalize: fold 1x1 depthwise convs and equalize channel ranges before calibration.
         alpha: activation weight of the equalization trade-off, or None to search it per conv
-            (see :func:`converters.calibration.equalize_ranges`).
+            (see :func:`converters.equalize.equalize_ranges`).
         activation_type: ``u8`` (uint8 activations: the fast u8s8 path of x86 VNNI) or ``s8``.
         reduce_range: 7-bit weights (for CPUs without VNNI whose u8s8 kernels can saturate).
         threads: CPU threads for calibration and the check.
@@ -699,14 +696,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="edgepose convert variant", description=__doc__.splitlines()[0])
-    add_arguments(p)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return run(p.parse_args(argv))
-    except (ExportError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return cli_main("edgepose convert variant", __doc__, add_arguments, run, argv, errors=(FileNotFoundError,))
 
 
 if __name__ == "__main__":
