@@ -10,7 +10,9 @@ itself), then ``infer`` on a batch of one, then ``decode_maps``; ``layout`` goes
 result and into tracking. The stream looks ``letterbox``, ``threads``, ``providers`` and the
 ``workspace`` keyword up defensively: an object without them still streams, only without
 prescaling, the CPU thread policy or decoding in the inference workers (the tests' fakes rely on
-this).
+this). One optional member is not in the protocol: an estimator whose other side decodes (the
+Triton client) has ``infer_people(x, box) -> (people, warnings)``, x one network input
+(3, ph, pw); the stream then calls it instead of ``infer`` + ``decode_maps``.
 
 Example:
     >>> def count_people(est: Estimator, image: np.ndarray) -> int:  # doctest: +SKIP
