@@ -313,3 +313,32 @@ def test_serve_command_prints_urls_and_stops_on_sigterm(repo):
     finally:
         if p.poll() is None:
             p.kill()
+
+
+@pytest.mark.triton
+def test_ensemble_steps_decode_and_imdecode_match_local(server, estimator):
+    """The ensemble's Python steps on their own (the network step needs the onnxruntime backend):
+    maps in -> the local decoder's people; image bytes in -> the local letterboxed frame."""
+    import tritonclient.grpc as grpcclient
+
+    from edgepose.triton.wire import box_to_array, letterbox_frame
+
+    c = grpcclient.InferenceServerClient(server.grpc_url.removeprefix("grpc://"))
+    p = _pictures(1)[0]
+    img = cv2.imread(str(p))
+    x, box = estimator.preprocess(img)
+    hm, paf = estimator.infer(x[None])
+    ins = []
+    for name, arr, dt in (("heatmaps", hm, "FP32"), ("pafs", paf, "FP32"), ("letterbox", box_to_array(box)[None], "INT32")):
+        t = grpcclient.InferInput(name, list(arr.shape), dt)
+        t.set_data_from_numpy(np.ascontiguousarray(arr))
+        ins.append(t)
+    res = c.infer("edgepose_decode", ins)
+    people, _ = estimator.decode_maps(hm[0], paf[0], box)
+    want = np.stack([q.keypoints for q in people]) if people else np.zeros((0, 18, 3), np.float32)
+    _same(res.as_numpy("keypoints")[0], want)
+    t = grpcclient.InferInput("image_bytes", [1, 1], "BYTES")
+    t.set_data_from_numpy(np.array([[p.read_bytes()]], dtype=np.object_))
+    res = c.infer("edgepose_imdecode", [t])
+    assert np.array_equal(res.as_numpy("frame")[0], letterbox_frame(img, box))
+    assert res.as_numpy("letterbox")[0].tolist() == box_to_array(box).tolist()
