@@ -74,10 +74,11 @@ def find_install(env: str | Path | None = None) -> TritonInstall:
     Raises:
         ServerError: no ``tritonserver`` there (the message says how to make the environment).
     """
+    checkout = Path(__file__).resolve().parents[2] / ".venv-triton"  # an editable install's checkout
     cands = [Path(env)] if env else [Path(p) for p in (os.environ.get("EDGEPOSE_TRITON_ENV"), ".venv-triton") if p]
-    cands = [c.resolve() for c in cands]
     if not env:
-        cands.append(Path(sys.prefix))
+        cands += [checkout, Path(sys.prefix)]
+    cands = list(dict.fromkeys(c.resolve() for c in cands))
     for e in cands:
         for sp in _site_packages(e):
             root = sp / "pytriton" / "tritonserver"
