@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import os
+import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -22,8 +21,10 @@ import numpy as np
 
 from edgepose._ort import ort
 from edgepose.decode import DecoderConfig, Workspace, decode
+from edgepose.geometry import SIZE_PRESETS, Letterbox, fit_size, parse_size
 from edgepose.imageio import ImageError, to_bgr8
 from edgepose.meta import HEATMAPS, INPUT, PAFS, MetadataError, ModelMeta
+from edgepose.multiscale import ACCURATE, MultiScaleState, ScalePlan, multi_scale_maps
 from edgepose.providers import DeviceSpec, resolve
 from edgepose.results import FrameResult, Person
 from edgepose.session import session_options
@@ -32,71 +33,9 @@ log = logging.getLogger(__name__)
 
 __all__ = ["PoseEstimator", "SIZE_PRESETS", "Letterbox", "ModelError", "fit_size", "parse_size"]
 
-#: input-size presets as pixel budgets ``(w, h)``; ``default`` is the model's preferred size
-SIZE_PRESETS: dict[str, tuple[int, int] | None] = {
-    "small": (320, 272),
-    "default": None,
-    "large": (656, 560),
-}
-
 
 class ModelError(ValueError):
     """The model file cannot be used by edgepose; the message says why."""
-
-
-def parse_size(size: str | tuple[int, int] | None, preferred: tuple[int, int]) -> tuple[int, int]:
-    """A preset name, ``"WxH"`` or ``(w, h)`` -> the pixel budget ``(w, h)``."""
-    if size is None:
-        return preferred
-    if isinstance(size, str):
-        if size in SIZE_PRESETS:
-            return SIZE_PRESETS[size] or preferred
-        try:
-            w, h = (int(v) for v in size.lower().split("x"))
-        except ValueError:
-            raise ValueError(f"size must be one of {', '.join(SIZE_PRESETS)} or WxH, not {size!r}") from None
-        size = (w, h)
-    w, h = size
-    if w < 16 or h < 16:
-        raise ValueError(f"input size {w}x{h} is too small (at least 16x16)")
-    return int(w), int(h)
-
-
-def fit_size(w: int, h: int, budget: tuple[int, int], stride: int) -> tuple[int, int, int, int]:
-    """Scale ``w x h`` keeping its aspect ratio so the stride-padded size fits ``budget`` pixels.
-
-    Returns:
-        ``(new_w, new_h, padded_w, padded_h)``.
-    """
-    area = budget[0] * budget[1]
-    s = math.sqrt(area / (w * h))
-    limit = 16 * max(budget)  # keep extreme aspect ratios sane
-    while True:
-        nw = max(1, min(limit, round(w * s)))
-        nh = max(1, min(limit, round(h * s)))
-        pw, ph = -(-nw // stride) * stride, -(-nh // stride) * stride
-        if pw * ph <= area or s < 1e-6:
-            return nw, nh, pw, ph
-        s *= 0.99
-
-
-@dataclass(frozen=True)
-class Letterbox:
-    """How a frame was placed in the network input: resized to ``resized`` and padded right/bottom."""
-
-    src: tuple[int, int]  # (w, h) of the original frame
-    resized: tuple[int, int]  # (w, h) after resizing
-    padded: tuple[int, int]  # (w, h) of the network input
-
-    def map_to_image(self, kp: np.ndarray, stride: int) -> np.ndarray:
-        """Map-space ``(x, y, score)`` (..., 3) -> original-image pixels, in place."""
-        sx = self.resized[0] / self.src[0]
-        sy = self.resized[1] / self.src[1]
-        off = (stride - 1) / 2.0  # centre of a map cell in input pixels
-        vis = kp[..., 2] > 0
-        kp[..., 0] = np.where(vis, ((kp[..., 0] * stride + off) + 0.5) / sx - 0.5, 0.0)
-        kp[..., 1] = np.where(vis, ((kp[..., 1] * stride + off) + 0.5) / sy - 0.5, 0.0)
-        return kp
 
 
 def _default_threads() -> int:
@@ -116,6 +55,11 @@ class PoseEstimator:
         size: input-size preset (``small``, ``default``, ``large``), ``"WxH"`` or ``(w, h)``: a pixel
             budget; frames keep their aspect ratio and are padded to the stride.
         decoder: decoder thresholds (see :class:`edgepose.decode.DecoderConfig`).
+        scales: run the network at these scales of the budget and average the maps (OpenPose's
+            ``--scale_number``/``--scale_gap``), e.g. ``(1, 0.75, 0.5)``; scales above 1 enlarge
+            the budget. Default: one scale, or the ``accurate`` preset's set with ``size="accurate"``.
+        flip: also run the mirrored frame at every scale and average it back (left/right parts
+            swapped from the layout). Default: off, or the ``accurate`` preset's choice.
 
     Raises:
         FileNotFoundError: no model at ``model``.
@@ -135,6 +79,8 @@ class PoseEstimator:
         threads: int | None = None,
         size: str | tuple[int, int] | None = None,
         decoder: DecoderConfig | None = None,
+        scales: str | tuple[float, ...] | list[float] | None = None,
+        flip: bool | None = None,
     ) -> None:
         self.model_path = Path(model)
         if not self.model_path.is_file():
@@ -164,7 +110,15 @@ class PoseEstimator:
         if self.device.providers[0] not in self.providers:
             log.warning("requested %s but the session runs on %s", self.device.providers[0], self.providers)
         self.layout = self.meta.layout
-        self.budget = parse_size(size, self.meta.input_size)
+        base = parse_size(size, self.meta.input_size)
+        if size == "accurate":
+            base = ACCURATE["budget"]
+            scales = ACCURATE["scales"] if scales is None else scales
+            flip = ACCURATE["flip"] if flip is None else flip
+        #: the scales and flip of every frame (:class:`edgepose.multiscale.ScalePlan`)
+        self.plan = ScalePlan.make(base, scales if scales is not None else (1.0,), bool(flip), self.meta.layout)
+        self.budget = self.plan.budgets[0]  # the largest scale: what preprocess() fits frames into
+        self._ms_local = threading.local()
         self.decoder = decoder or DecoderConfig()
         self._workspace = Workspace()
         self._buf: np.ndarray | None = None
@@ -252,6 +206,30 @@ class PoseEstimator:
         box.map_to_image(kps, s)
         return [Person(keypoints=kps[i], score=float(scores[i])) for i in range(len(scores))], warnings
 
+    @property
+    def infer_people(self):
+        """With several scales or flip: ``(x, box) -> (people, warnings)`` on the largest scale's input
+        (the stream calls it instead of ``infer`` + ``decode_maps``); None for one scale."""
+        return None if self.plan.single else self._infer_people_multi
+
+    def multi_scale_maps(self, x: np.ndarray, box: Letterbox) -> tuple[np.ndarray, np.ndarray]:
+        """Averaged heatmaps and PAFs of every scale (and flip) of :attr:`plan`, on ``box``'s map grid.
+
+        ``x`` and ``box`` come from :meth:`preprocess` (the largest scale). Thread-safe: each thread
+        keeps its own buffers.
+        """
+        state = getattr(self._ms_local, "state", None)
+        if state is None:
+            state = self._ms_local.state = MultiScaleState()
+        return multi_scale_maps(self.infer, self.layout, x, box, self.plan, self.meta.stride, self._pad_value, state)
+
+    def _infer_people_multi(self, x: np.ndarray, box: Letterbox) -> tuple[list[Person], list[str]]:
+        hm, paf = self.multi_scale_maps(x, box)
+        ws = getattr(self._ms_local, "workspace", None)
+        if ws is None:
+            ws = self._ms_local.workspace = Workspace()
+        return self.decode_maps(hm, paf, box, workspace=ws)
+
     # -- whole frames ---------------------------------------------------------------------------
     def predict(self, image: np.ndarray, *, index: int = 0, source: str = "", read_ms: float = 0.0) -> FrameResult:
         """Estimate the poses in one frame.
@@ -267,7 +245,8 @@ class PoseEstimator:
         """Estimate the poses in several frames with one network call.
 
         Frames of different sizes are padded to the largest; each result's timings hold its share
-        of the batch's pre-processing, inference and decoding.
+        of the batch's pre-processing, inference and decoding. With several scales or flip
+        (:attr:`plan`) each frame runs its own scales, and ``inference`` includes averaging the maps.
         """
         if not images:
             return []
@@ -279,22 +258,26 @@ class PoseEstimator:
             if len(images) == 1:
                 self._buf = x
             pre.append((x, box))
-        if len(pre) == 1:
-            batch = pre[0][0][None]
-        else:
-            ph = max(x.shape[1] for x, _ in pre)
-            pw = max(x.shape[2] for x, _ in pre)
-            batch = np.full((len(pre), 3, ph, pw), self._pad_value, np.float32)
-            for i, (x, _) in enumerate(pre):
-                batch[i, :, : x.shape[1], : x.shape[2]] = x
         t1 = time.perf_counter()
-        hm, paf = self.infer(batch)
+        if not self.plan.single:  # several runs per frame (scales, flips): maps averaged per frame
+            maps = [self.multi_scale_maps(x, box) for x, box in pre]
+        else:
+            if len(pre) == 1:
+                batch = pre[0][0][None]
+            else:
+                ph = max(x.shape[1] for x, _ in pre)
+                pw = max(x.shape[2] for x, _ in pre)
+                batch = np.full((len(pre), 3, ph, pw), self._pad_value, np.float32)
+                for i, (x, _) in enumerate(pre):
+                    batch[i, :, : x.shape[1], : x.shape[2]] = x
+            hm, paf = self.infer(batch)
+            maps = [(hm[i], paf[i]) for i in range(len(pre))]
         t2 = time.perf_counter()
         n = len(images)
         results = []
         for i, (_, box) in enumerate(pre):
             td = time.perf_counter()
-            people, warnings = self.decode_maps(hm[i], paf[i], box)
+            people, warnings = self.decode_maps(maps[i][0], maps[i][1], box)
             dec = (time.perf_counter() - td) * 1e3
             results.append(
                 FrameResult(

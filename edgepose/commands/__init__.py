@@ -13,7 +13,12 @@ def add_model_args(p: argparse.ArgumentParser, size: bool = True) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda[:N], tensorrt[:N][+fp16], openvino (default %(default)s)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     if size:
-        p.add_argument("--size", default=None, help="input pixel budget: small, default, large or WxH (default: the model's preferred size)")
+        p.add_argument("--size", default=None, help="input pixel budget: small, default, large, accurate (several scales "
+                       "+ flip) or WxH (default: the model's preferred size)")
+        p.add_argument("--scales", default=None, metavar="S,S,..", help="average the network over these scales of the "
+                       "budget, e.g. 1,0.75,0.5 (default: one scale; the accurate preset's set with --size accurate)")
+        p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                       help="also average the mirrored frame (default: off; on with --size accurate)")
     p.add_argument("--matching", choices=["greedy", "hungarian"], default=None, help="limb assignment (default greedy)")
 
 
@@ -27,4 +32,5 @@ def estimator_from_args(args: argparse.Namespace):
     cfg = DecoderConfig()
     if getattr(args, "matching", None):
         cfg = dataclasses.replace(cfg, matching=args.matching)
-    return PoseEstimator(args.model, device=args.device, threads=args.threads, size=getattr(args, "size", None), decoder=cfg)
+    return PoseEstimator(args.model, device=args.device, threads=args.threads, size=getattr(args, "size", None),
+                         decoder=cfg, scales=getattr(args, "scales", None), flip=getattr(args, "flip", None))

@@ -194,9 +194,10 @@ def run(args: argparse.Namespace) -> int:
                     for w in r.warnings:
                         bar.write(f"warning: {w}", file=out)
                     if images:
-                        t = r.timings
-                        bar.write(f"{r.source}: {len(r.people)} people "
-                                  f"(inference {t['inference']:.1f} ms, decode {t['decode']:.2f} ms)", file=out)  # fmt: skip
+                        t = r.timings  # no decode stage where the estimator decodes inside inference (server, scales)
+                        dec = f", decode {t['decode']:.2f} ms" if "decode" in t else ""
+                        bar.write(f"{r.source}: {len(r.people)} people (inference {t.get('inference', 0.0):.1f} ms{dec})",
+                                  file=out)  # fmt: skip
                 bar.update(1 if images else max(1, r.index + 1 - bar.n))  # a video's bar counts dropped frames too
         finally:
             bar.close()
