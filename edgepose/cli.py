@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report-variants": ("edgepose.commands.report_variants", "accuracy/speed/size report of a model's fp16 and int8 variants"),
     "triton": ("edgepose.commands.triton", "export a Triton model repository, or serve one on this machine (development)"),
     "bench": ("edgepose.commands.bench", "benchmark providers x variants x threads x sizes, with baselines"),
+    "tune": ("edgepose.commands.tune", "measure this device on your frames and write the profile to run with"),
 }
 
 

@@ -297,6 +297,24 @@ class PoseEstimator:
             )
         return results
 
+    @classmethod
+    def from_profile(cls, profile: str | Path, **overrides) -> PoseEstimator:
+        """The estimator an ``edgepose tune`` profile chose (model, device, size, scales, flip, threads,
+        decoder); ``overrides`` replace any of those keyword arguments.
+
+        Raises:
+            FileNotFoundError: no profile there.
+            edgepose.tune.ProfileError: not a profile, or its model changed since tuning (sha256).
+
+        Example:
+            >>> est = PoseEstimator.from_profile("profile.json")  # doctest: +SKIP
+        """
+        from edgepose.tune.profile import estimator_kwargs, load_profile
+
+        kw = estimator_kwargs(load_profile(profile))
+        kw.update(overrides)
+        return cls(**kw)
+
     def __repr__(self) -> str:
         return f"PoseEstimator({str(self.model_path)!r}, device={self.device.word!r}, providers={self.providers})"
 

@@ -20,6 +20,8 @@ def add_model_args(p: argparse.ArgumentParser, size: bool = True) -> None:
         p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
                        help="also average the mirrored frame (default: off; on with --size accurate)")
     p.add_argument("--matching", choices=["greedy", "hungarian"], default=None, help="limb assignment (default greedy)")
+    p.add_argument("--profile", default=None, metavar="JSON", help="run as `edgepose tune` chose: model, device, size, "
+                   "scales, flip, threads, workers and decoder from its profile (explicit --threads/--size/... win)")
 
 
 def estimator_from_args(args: argparse.Namespace):
@@ -28,8 +30,10 @@ def estimator_from_args(args: argparse.Namespace):
 
     from edgepose.decode import DecoderConfig
     from edgepose.runner import PoseEstimator
+    from edgepose.tune.profile import apply_to_args
 
-    cfg = DecoderConfig()
+    prof = apply_to_args(args)  # fills args from --profile (once)
+    cfg = DecoderConfig(**prof["decoder"]) if prof else DecoderConfig()
     if getattr(args, "matching", None):
         cfg = dataclasses.replace(cfg, matching=args.matching)
     return PoseEstimator(args.model, device=args.device, threads=args.threads, size=getattr(args, "size", None),

@@ -130,7 +130,9 @@ def run(args: argparse.Namespace) -> int:
 
     from edgepose.sources import Reconnect, classify, open_source
     from edgepose.stream import DROP_REASONS, Stream, stop_on_signals
+    from edgepose.tune.profile import apply_to_args
 
+    apply_to_args(args)  # --profile: model, device, size, threads, workers ... (before the workers are chosen)
     kind = classify(args.source)  # raises SourceError for a missing path
     if args.max_frames is not None and args.max_frames < 1:
         raise ValueError("--max-frames must be at least 1")
