@@ -32,6 +32,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import re
@@ -127,7 +128,8 @@ def load_topology(path: str | Path, layout_id: str | None = None) -> Layout:
     1-based part numbers; limb ``k``'s PAF is in channels ``2k`` (the y component) and ``2k + 1`` (x),
     as trt_pose's ``coco_category_to_topology`` and ``generate_paf`` define it. edgepose's form is
     :meth:`edgepose.layouts.Layout.to_dict`: ``{"names", "limbs" (0-based), "paf_channels" ((cx, cy)
-    per limb)}``.
+    per limb), optionally "mirror" (each part's left/right twin)}``. Left/right pairs found from the
+    names (or given) are stored in the layout, so the model's metadata carries them.
 
     Raises:
         ExportError: the file is missing, is not JSON, or is neither form, or refers to unknown parts.
@@ -178,8 +180,9 @@ def load_topology(path: str | Path, layout_id: str | None = None) -> Layout:
         raise ExportError(f"the topology file {path} does not parse as a layout: {e}") from e
     if len(set(lay.names)) != len(lay.names):
         raise ExportError(f"the topology file {path} names a part twice: {sorted(lay.names)}")
-    try:
+    try:  # the left/right pairs travel as data (metadata ``mirror_parts``), not only as name conventions
         lay.mirror_limbs()
+        lay = dataclasses.replace(lay, mirror=lay.mirror_parts())
     except ValueError as e:
         log.warning("%s: %s (flip averaging will not be available for this model)", path, e)
     log.info("topology %s (%s form): %d parts, %d limbs", path.name, fmt, lay.num_parts, lay.num_limbs)

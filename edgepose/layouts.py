@@ -33,6 +33,8 @@ class Layout:
         paf_channels: for each limb, ``(cx, cy)`` channel indices in the PAF tensor.
         to_coco17: for each COCO-17 keypoint, the index of the part here, or -1 if absent.
         render_limbs: limb indices to draw (some layouts have redundant ear-shoulder limbs).
+        mirror: for each part, its left/right twin (itself when central), for layouts whose names
+            do not say it (``L``/``R``/``left_``/``right_``); None: derived from the names.
     """
 
     id: str
@@ -41,6 +43,7 @@ class Layout:
     paf_channels: tuple[tuple[int, int], ...] = ()
     to_coco17: tuple[int, ...] | None = None
     render_limbs: tuple[int, ...] | None = field(default=None)
+    mirror: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         k = len(self.names)
@@ -54,6 +57,10 @@ class Layout:
             raise ValueError(f"layout {self.id}: PAF channels must be a permutation of 0..{len(chans) - 1}")
         if self.to_coco17 is not None and len(self.to_coco17) != 17:
             raise ValueError(f"layout {self.id}: to_coco17 must have 17 entries")
+        if self.mirror is not None and (
+            len(self.mirror) != k or any(not 0 <= m < k or self.mirror[m] != i for i, m in enumerate(self.mirror))
+        ):
+            raise ValueError(f"layout {self.id}: mirror must pair every part with its twin (or itself)")
 
     @property
     def num_parts(self) -> int:
@@ -86,8 +93,8 @@ class Layout:
     def mirror_parts(self) -> tuple[int, ...]:
         """Part index -> the index of its mirror image (left <-> right; a central part maps to itself).
 
-        Derived from the names: ``L``/``R`` followed by a capital (``LShoulder``, ``RBigToe``) or
-        ``left_``/``right_``. Used for horizontal-flip averaging.
+        :attr:`mirror` when the layout has one, else derived from the names: ``L``/``R`` followed by a
+        capital (``LShoulder``, ``RBigToe``) or ``left_``/``right_``. Used for horizontal-flip averaging.
 
         Raises:
             ValueError: the layout has no left/right pairs, or a left part without its right twin.
@@ -96,6 +103,10 @@ class Layout:
             >>> get_layout("coco18").mirror_parts()[:6]
             (0, 1, 5, 6, 7, 2)
         """
+        if self.mirror is not None:
+            if self.mirror == tuple(range(len(self.names))):
+                raise ValueError(f"layout {self.id} has no left/right part pairs: horizontal flip is not possible")
+            return self.mirror
         index = {n: i for i, n in enumerate(self.names)}
         out = list(range(len(self.names)))
         pairs = 0
@@ -151,6 +162,7 @@ class Layout:
             "paf_channels": [list(x) for x in self.paf_channels],
             "to_coco17": None if self.to_coco17 is None else list(self.to_coco17),
             "render_limbs": None if self.render_limbs is None else list(self.render_limbs),
+            "mirror": None if self.mirror is None else list(self.mirror),
         }
 
     @classmethod
@@ -162,6 +174,7 @@ class Layout:
             paf_channels=tuple((int(a), int(b)) for a, b in d.get("paf_channels") or ()),
             to_coco17=None if d.get("to_coco17") is None else tuple(int(i) for i in d["to_coco17"]),
             render_limbs=None if d.get("render_limbs") is None else tuple(int(i) for i in d["render_limbs"]),
+            mirror=None if d.get("mirror") is None else tuple(int(i) for i in d["mirror"]),
         )
 
 

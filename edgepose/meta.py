@@ -74,6 +74,8 @@ class ModelMeta:
             "source_sha256": self.source_sha256,
             "outputs": json.dumps([HEATMAPS, PAFS]),
         }
+        if lay.mirror is not None:  # only layouts whose names do not say left/right carry it
+            props["mirror_parts"] = json.dumps(list(lay.mirror))
         for k, v in self.extra.items():
             props.setdefault(k, str(v))
         return props
@@ -99,6 +101,7 @@ class ModelMeta:
                     "paf_channels": json.loads(props["paf_channels"]),
                     "to_coco17": json.loads(props.get("coco17_map", "null")),
                     "render_limbs": json.loads(props.get("render_limbs", "null")),
+                    "mirror": json.loads(props.get("mirror_parts", "null")),
                 }
             )
             w, h = (int(v) for v in props.get("preferred_input_size", "432x368").lower().split("x"))
@@ -108,7 +111,7 @@ class ModelMeta:
             known = {
                 "edgepose_format", "layout", "keypoint_names", "limbs", "paf_channels", "coco17_map",
                 "render_limbs", "stride", "input_channel_order", "input_scale", "input_mean",
-                "input_layout", "preferred_input_size", "variant", "source_sha256", "outputs",
+                "input_layout", "preferred_input_size", "variant", "source_sha256", "outputs", "mirror_parts",
             }  # fmt: skip
             return cls(
                 layout=layout,

@@ -150,6 +150,8 @@ def test_trt_pose_topology_background_and_folded_normalisation(trt_model, tmp_pa
     assert props["layout"] == "human_pose" and props["stride"] == "4" and props["input_channel_order"] == "RGB"
     assert json.loads(props["keypoint_names"]) == TRT_KEYPOINTS
     assert json.loads(props["limbs"])[0] == [15, 13] and json.loads(props["paf_channels"])[:2] == [[1, 0], [3, 2]]
+    mirror = json.loads(props["mirror_parts"])  # left/right pairs travel as data
+    assert TRT_KEYPOINTS[mirror[TRT_KEYPOINTS.index("left_ear")]] == "right_ear" and mirror[17] == 17
     # ImageNet's per-channel mean/std are in the graph; the contract says raw pixels
     assert float(props["input_mean"]) == 0.0 and float(props["input_scale"]) == 1.0
     assert "folded into the graph" in props["input_normalisation"]
@@ -303,3 +305,20 @@ def test_a_topology_with_other_limbs_than_the_network_is_a_channel_error(tmp_pat
     with pytest.raises(ExportError, match=r"pafs output 'paf' has shape \(1, 42, 16, 16\) but layout human_pose needs 40"):
         byo.convert_onnx(trt_pose_like(tmp_path), tmp_path / "o.onnx", preset="trt_pose", topology=topo)
     assert not (tmp_path / "o.onnx").exists()
+
+
+def test_an_edgepose_layout_file_with_its_own_mirror_pairs(tmp_path):
+    """Part names that say nothing about sides: the file's ``mirror`` pairs make flip possible."""
+    names = ["head", "hand_a", "hand_b", "foot_a", "foot_b"]
+    layout = {"names": names, "limbs": [[0, 1], [0, 2], [0, 3], [0, 4]], "mirror": [0, 2, 1, 4, 3]}
+    path = tmp_path / "five.json"
+    path.write_text(json.dumps(layout))
+    src = trt_pose_like(tmp_path, parts=5, limbs=4)
+    out = byo.convert_onnx(src, tmp_path / "five.onnx", layout=str(path), heatmaps="cmap", pafs="paf")
+    est = PoseEstimator(out, device="cpu", threads=2, size="96x96", flip=True)
+    assert est.layout.id == "five" and est.layout.mirror_parts() == (0, 2, 1, 4, 3)
+    assert est.layout.paf_channels == ((0, 1), (2, 3), (4, 5), (6, 7)) and est.layout.to_coco17 is None
+    est.predict(read_image(IMAGE)[0])
+    path.write_text(json.dumps(dict(layout, mirror=[0, 2, 2, 4, 3])))
+    with pytest.raises(ExportError, match="does not parse as a layout: .*mirror must pair"):
+        byo.load_topology(path)
