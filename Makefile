@@ -98,3 +98,14 @@ bench-quick: model
 
 clean:
 	rm -rf $(VENV) $(TVENV) models demo_out .pytest_cache
+
+# edgepose tune (docs/tune.md): the issue's figure (15 fps here, AP on coco-val-mini), and the quick run
+.PHONY: tune tune-quick
+tune: model $(FP16) $(INT8)
+	$(VPY) -m edgepose tune --model $(MODEL) --frames $(DATA)/video/mmaction2__demo_skeleton.mp4 --target-fps 15 \
+		--annotations $(DATA)/coco-val-mini/person_keypoints.json --images $(DATA)/coco-val-mini/images \
+		--out build/tune/profile.json
+
+tune-quick: model
+	$(VPY) -m edgepose tune --model $(MODEL) --frames $(DATA)/video/mmaction2__demo_skeleton.mp4 --target-fps 15 \
+		--quick --out build/tune/quick-profile.json
