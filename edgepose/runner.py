@@ -16,7 +16,6 @@ import threading
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from edgepose._ort import ort
@@ -25,6 +24,7 @@ from edgepose.geometry import SIZE_PRESETS, Letterbox, fit_size, parse_size
 from edgepose.imageio import ImageError, to_bgr8
 from edgepose.meta import HEATMAPS, INPUT, PAFS, MetadataError, ModelMeta
 from edgepose.multiscale import ACCURATE, MultiScaleState, ScalePlan, multi_scale_maps
+from edgepose.preprocess import pad_value, resize_for, to_input
 from edgepose.providers import DeviceSpec, resolve
 from edgepose.results import FrameResult, Person
 from edgepose.session import session_options
@@ -36,6 +36,26 @@ __all__ = ["PoseEstimator", "SIZE_PRESETS", "Letterbox", "ModelError", "fit_size
 
 class ModelError(ValueError):
     """The model file cannot be used by edgepose; the message says why."""
+
+
+def decode_to_image(hm: np.ndarray, paf: np.ndarray, box: Letterbox, layout, stride: int, cfg: DecoderConfig,
+                    workspace: Workspace) -> tuple[list[Person], list[str]]:  # fmt: skip
+    """One frame's maps ``hm`` (P+1, h, w), ``paf`` (2L, h, w) -> people in original-image pixels, and warnings.
+
+    Only the cells that cover the frame (not the padding) are decoded; NaN/inf in the maps is
+    reported as a warning (and counts as 0). Shared by :meth:`PoseEstimator.decode_maps` and the
+    Triton server's decode model.
+    """
+    vh, vw = min(hm.shape[1], -(-box.resized[1] // stride)), min(hm.shape[2], -(-box.resized[0] // stride))
+    hm, paf = hm[:, :vh, :vw], paf[:, :vh, :vw]
+    warnings = []
+    # One float64 sum per map: finite unless some value is NaN/inf (no temporary mask array).
+    if not (np.isfinite(hm.sum(dtype=np.float64)) and np.isfinite(paf.sum(dtype=np.float64))):
+        warnings.append("the network output contains NaN or infinite values (treated as 0)")
+        log.warning(warnings[-1])
+    kps, scores = decode(hm, paf, layout, cfg, workspace)
+    box.map_to_image(kps, stride)
+    return [Person(keypoints=kps[i], score=float(scores[i])) for i in range(len(scores))], warnings
 
 
 def _default_threads() -> int:
@@ -122,7 +142,7 @@ class PoseEstimator:
         self.decoder = decoder or DecoderConfig()
         self._workspace = Workspace()
         self._buf: np.ndarray | None = None
-        self._pad_value = (0.0 - self.meta.mean) * self.meta.scale
+        self._pad_value = pad_value(self.meta)
 
     # -- set-up -------------------------------------------------------------------------------
     def _check_io(self) -> None:
@@ -163,22 +183,7 @@ class PoseEstimator:
         img = to_bgr8(image)
         h, w = img.shape[:2]
         box = self.letterbox(w, h)
-        (nw, nh), (pw, ph) = box.resized, box.padded
-        interp = cv2.INTER_AREA if nw < w else cv2.INTER_LINEAR
-        resized = cv2.resize(img, (nw, nh), interpolation=interp) if (nw, nh) != (w, h) else img
-        if self.meta.channel_order == "RGB":
-            resized = cv2.cvtColor(resized, cv2.COLOR_BGR2RGB)
-        if out is None or out.shape != (3, ph, pw):
-            out = np.empty((3, ph, pw), np.float32)
-        chw = out[:, :nh, :nw]
-        np.copyto(chw, resized.transpose(2, 0, 1), casting="unsafe")
-        if self.meta.mean:
-            chw -= self.meta.mean
-        if self.meta.scale != 1.0:
-            chw *= self.meta.scale
-        out[:, nh:, :] = self._pad_value
-        out[:, :nh, nw:] = self._pad_value
-        return out, box
+        return to_input(resize_for(img, box), box, self.meta, out), box
 
     def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Run the network on an (N, 3, H, W) float32 batch; return ``heatmaps`` and ``pafs``."""
@@ -193,18 +198,8 @@ class PoseEstimator:
         ``workspace``: the decoder's scratch buffers; threads decoding at once need one each
         (default: this estimator's own).
         """
-        s = self.meta.stride
-        # Only the part of the maps that covers the image (not the padding).
-        vh, vw = min(hm.shape[1], -(-box.resized[1] // s)), min(hm.shape[2], -(-box.resized[0] // s))
-        hm, paf = hm[:, :vh, :vw], paf[:, :vh, :vw]
-        warnings = []
-        # One float64 sum per map: finite unless some value is NaN/inf (no temporary mask array).
-        if not (np.isfinite(hm.sum(dtype=np.float64)) and np.isfinite(paf.sum(dtype=np.float64))):
-            warnings.append("the network output contains NaN or infinite values (treated as 0)")
-            log.warning(warnings[-1])
-        kps, scores = decode(hm, paf, self.layout, self.decoder, self._workspace if workspace is None else workspace)
-        box.map_to_image(kps, s)
-        return [Person(keypoints=kps[i], score=float(scores[i])) for i in range(len(scores))], warnings
+        return decode_to_image(hm, paf, box, self.layout, self.meta.stride, self.decoder,
+                               self._workspace if workspace is None else workspace)  # fmt: skip
 
     @property
     def infer_people(self):

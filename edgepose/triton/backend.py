@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edgepose.decode import DecoderConfig, Workspace, decode
+from edgepose.decode import DecoderConfig, Workspace
 from edgepose.imageio import decode_image
 from edgepose.meta import HEATMAPS, PAFS, ModelMeta
-from edgepose.runner import Letterbox, fit_size, parse_size
+from edgepose.runner import Letterbox, decode_to_image, fit_size, parse_size
 from edgepose.triton.wire import (
     FRAME,
     IMAGE_BYTES,
@@ -55,13 +55,12 @@ def _meta(params: dict[str, str]) -> ModelMeta:
 
 def people_from_maps(hm: np.ndarray, paf: np.ndarray, box: Letterbox, meta: ModelMeta, cfg: DecoderConfig,
                      ws: Workspace) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """One frame's maps (C, h, w) -> keypoints (M, K, 3) in image pixels and scores (M,), as
-    :meth:`edgepose.runner.PoseEstimator.decode_maps` computes them."""
-    s = meta.stride
-    vh, vw = min(hm.shape[1], -(-box.resized[1] // s)), min(hm.shape[2], -(-box.resized[0] // s))
-    kps, scores = decode(hm[:, :vh, :vw], paf[:, :vh, :vw], meta.layout, cfg, ws)
-    box.map_to_image(kps, s)
-    return kps, scores
+    """One frame's maps (C, h, w) -> keypoints (M, K, 3) in image pixels and scores (M,), by the
+    local estimator's own :func:`edgepose.runner.decode_to_image`."""
+    people, _ = decode_to_image(hm, paf, box, meta.layout, meta.stride, cfg, ws)
+    if not people:
+        return np.zeros((0, meta.layout.num_parts, 3), np.float32), np.zeros((0,), np.float32)
+    return np.stack([p.keypoints for p in people]), np.array([p.score for p in people], np.float32)
 
 
 class _Base:

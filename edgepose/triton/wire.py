@@ -27,10 +27,10 @@ Example:
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
-from edgepose.runner import Letterbox
+from edgepose.geometry import Letterbox
+from edgepose.preprocess import resize_for, to_input
 
 __all__ = [
     "FRAME", "LETTERBOX", "IMAGE_BYTES", "KEYPOINTS", "SCORES", "IMAGE_SIZE", "WIRE_FORMATS",
@@ -52,16 +52,11 @@ def letterbox_frame(img: np.ndarray, box: Letterbox, out: np.ndarray | None = No
     The resize is the one :meth:`edgepose.runner.PoseEstimator.preprocess` does (area when shrinking,
     linear when enlarging), so :func:`normalize` of this frame equals the local network input.
     """
-    (w, h), (nw, nh), (pw, ph) = box.src, box.resized, box.padded
-    if img.shape[:2] != (h, w):
-        raise ValueError(f"frame is {img.shape[1]}x{img.shape[0]} but the letterbox is for {w}x{h}")
+    (nw, nh), (pw, ph) = box.resized, box.padded
+    small = resize_for(img, box)
     if out is None or out.shape != (ph, pw, 3):
         out = np.empty((ph, pw, 3), np.uint8)
-    interp = cv2.INTER_AREA if nw < w else cv2.INTER_LINEAR
-    if (nw, nh) != (w, h):
-        out[:nh, :nw] = cv2.resize(img, (nw, nh), interpolation=interp)
-    else:
-        out[:nh, :nw] = img
+    out[:nh, :nw] = small
     out[nh:, :] = 0
     out[:nh, nw:] = 0
     return out
@@ -78,22 +73,7 @@ def normalize(frame: np.ndarray, box: Letterbox, meta, out: np.ndarray | None = 
         box: its letterbox (``padded`` must be the frame's size).
         meta: the model's :class:`edgepose.meta.ModelMeta` (channel order, mean, scale).
     """
-    (nw, nh), (pw, ph) = box.resized, box.padded
-    resized = frame[:nh, :nw]
-    if meta.channel_order == "RGB":
-        resized = cv2.cvtColor(np.ascontiguousarray(resized), cv2.COLOR_BGR2RGB)
-    if out is None or out.shape != (3, ph, pw):
-        out = np.empty((3, ph, pw), np.float32)
-    chw = out[:, :nh, :nw]
-    np.copyto(chw, resized.transpose(2, 0, 1), casting="unsafe")
-    if meta.mean:
-        chw -= meta.mean
-    if meta.scale != 1.0:
-        chw *= meta.scale
-    pad = (0.0 - meta.mean) * meta.scale
-    out[:, nh:, :] = pad
-    out[:, :nh, nw:] = pad
-    return out
+    return to_input(frame, box, meta, out)
 
 
 def box_to_array(box: Letterbox) -> np.ndarray:
