@@ -52,6 +52,7 @@ from converters.common import (
     require,
     save_atomic,
     simplify,
+    size_arg,
     stamp_versions,
     step,
 )
@@ -652,14 +653,6 @@ def convert_onnx(
 # --------------------------------------------------------------------------------------------
 
 
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WxH, e.g. 456x256, not {text!r}") from None
-    return w, h
-
-
 def _floats(text: str) -> tuple[float, ...]:
     try:
         vals = tuple(float(eval_fraction(v)) for v in text.replace(",", " ").split())
@@ -690,7 +683,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input-scale", type=_floats, metavar="S", help="input = (pixel - mean) * S; one value or three")
     p.add_argument("--input-mean", type=_floats, metavar="M", help="input = (pixel - M) * scale; one value or three")
     p.add_argument("--channel-order", choices=("BGR", "RGB"), type=str.upper, help="colour order the source expects")
-    p.add_argument("--preferred-size", type=_size, metavar="WxH", help="preferred input size for the metadata")
+    p.add_argument("--preferred-size", type=size_arg, metavar="WxH", help="preferred input size for the metadata")
     p.add_argument("--stride", type=int, help="expected output stride (checked against the measured one)")
     p.add_argument("--tolerance", type=float, default=1e-4, help="max abs map difference vs the source (default %(default)g)")
     p.add_argument("--no-simplify", action="store_true", help="skip onnxsim")

@@ -54,7 +54,17 @@ from converters.caffe_graph import (
     plan_network,
 )
 from converters.caffe_proto import CaffeFormatError, read_caffemodel, write_caffemodel
-from converters.common import OPSET, ExportError, check_writable, cli_main, require, save_atomic, stamp_versions, step
+from converters.common import (
+    OPSET,
+    ExportError,
+    check_writable,
+    cli_main,
+    require,
+    save_atomic,
+    size_arg,
+    stamp_versions,
+    step,
+)
 from converters.common import simplify as onnxsim_simplify
 from converters.graph import pad_for_nchwc
 from converters.metadata import set_metadata, sha256_file
@@ -289,14 +299,6 @@ def convert_caffe(
 # --------------------------------------------------------------------------------------------
 
 
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WxH, e.g. 656x368, not {text!r}") from None
-    return w, h
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prototxt", type=Path, required=True, help="network definition (pose_deploy*.prototxt)")
     p.add_argument("--caffemodel", type=Path, required=True, help="weights (pose_iter_*.caffemodel)")
@@ -308,11 +310,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="keep the stage inputs' channel counts (slower on CPU; same outputs)")  # fmt: skip
     p.add_argument("--no-parity", action="store_true", help="skip the parity check against OpenCV's Caffe importer")
     p.add_argument("--parity-image", type=Path, help="image for the parity check (default: a synthetic picture)")
-    p.add_argument("--parity-size", type=_size, default=PARITY_SIZE, metavar="WxH",
+    p.add_argument("--parity-size", type=size_arg, default=PARITY_SIZE, metavar="WxH",
                    help=f"network input size for the parity check (default {PARITY_SIZE[0]}x{PARITY_SIZE[1]})")
     p.add_argument("--tolerance", type=float, default=1e-4,
                    help="max |onnx - opencv| / max |opencv| allowed (default %(default)g)")
-    p.add_argument("--input-size", type=_size, default=DEFAULT_INPUT_SIZE, metavar="WxH",
+    p.add_argument("--input-size", type=size_arg, default=DEFAULT_INPUT_SIZE, metavar="WxH",
                    help="preferred input size written into the metadata "
                    f"(default {DEFAULT_INPUT_SIZE[0]}x{DEFAULT_INPUT_SIZE[1]})")
 

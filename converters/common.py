@@ -60,6 +60,15 @@ def stamp_versions(model, opset: int = OPSET, ir_version: int = IR_VERSION) -> N
             imp.version = opset
 
 
+def size_arg(text: str) -> tuple[int, int]:
+    """argparse type for ``WxH`` options (``--input-size 656x368``)."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WxH, e.g. 656x368, not {text!r}") from None
+    return w, h
+
+
 def check_writable(out: str | Path) -> Path:
     """Fail early, with advice, when ``out`` cannot be written."""
     out = Path(out)

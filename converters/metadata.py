@@ -3,19 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 
 from converters import __version__
+from edgepose.fileio import sha256_file  # noqa: F401 - re-exported for the converters
 from edgepose.meta import ModelMeta
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def sha256_bytes(data: bytes) -> str:

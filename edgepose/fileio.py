@@ -20,13 +20,14 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "write_bytes_atomic", "write_text_atomic", "write_json_atomic"]
+__all__ = ["atomic_path", "write_bytes_atomic", "write_text_atomic", "write_json_atomic", "sha256_file"]
 
 
 def _reserve(path: Path, suffix: str) -> Path:
@@ -88,3 +89,12 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
 def write_json_atomic(path: str | Path, obj, **dump_kw) -> Path:
     """Write ``obj`` as JSON to ``path`` atomically (``dump_kw`` go to :func:`json.dumps`)."""
     return write_text_atomic(path, json.dumps(obj, **dump_kw))
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks (models are identified by it)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()

@@ -20,7 +20,6 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import importlib
 import json
 import logging
@@ -32,6 +31,7 @@ from types import ModuleType
 from edgepose.bench.lockstep import Quiet, Worker, WorkerError, interleave, wait_idle
 from edgepose.bench.machine import checkout_root, machine_info, usable_cores
 from edgepose.bench.stats import ratio, summary
+from edgepose.fileio import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -289,14 +289,6 @@ def _result(c: Config, w: Worker, samples: list[dict], quiet_threshold: float) -
     return e
 
 
-def _sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _require_accuracy(o: Options) -> Path:
     """The annotations folder for ``--accuracy``; fails early (before any worker starts)."""
     import importlib.util
@@ -388,7 +380,7 @@ def run_suite(opts: Options, *, progress: bool = True) -> dict:
                 idle_log.append({"group": "session study", **wait_idle(o.idle_wait)})
             study = plugin.session_study(o, progress=progress)
     finished = dt.datetime.now(dt.timezone.utc).astimezone()
-    model_sha = _sha256(o.model)
+    model_sha = sha256_file(o.model)
     from edgepose.session import session_options, spinning_default
 
     so = session_options(max(o.threads))

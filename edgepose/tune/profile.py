@@ -13,10 +13,11 @@ Example:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 from pathlib import Path
+
+from edgepose.fileio import sha256_file
 
 __all__ = ["SCHEMA", "ProfileError", "load_profile", "model_file", "estimator_kwargs", "apply_to_args", "sha256_file"]
 
@@ -27,14 +28,6 @@ REQUIRED = ("schema", "model", "device", "size", "threads", "workers", "decoder"
 
 class ProfileError(ValueError):
     """A profile cannot be used; the message says why."""
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def model_file(profile: dict, where: str | Path | None = None) -> Path:
