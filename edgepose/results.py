@@ -64,6 +64,8 @@ class FrameResult:
         timestamp: seconds since the start of the source (video) or the epoch (camera), if known.
         error: why this frame produced nothing, when it failed.
         warnings: anything odd about this frame that did not stop it (e.g. NaN in the network output).
+        latency_ms: glass-to-result latency (from the moment the frame left the decoder until its
+            result was ready for the sinks, monotonic clock), set by the stream.
     """
 
     people: list[Person]
@@ -75,6 +77,7 @@ class FrameResult:
     timestamp: float | None = None
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
+    latency_ms: float | None = None
 
     @property
     def ok(self) -> bool:

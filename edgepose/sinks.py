@@ -205,8 +205,8 @@ def frame_record(result: FrameResult, digits: int = 2) -> dict:
 
     Keys: ``frame`` (index), ``timestamp`` (seconds, or null), ``source``, ``width``, ``height``,
     ``layout``, ``people`` (each ``id``, ``score`` and ``keypoints``: flat ``x, y, score`` in image
-    pixels, as OpenPose's ``pose_keypoints_2d``), ``timings_ms`` (per stage) and, when present,
-    ``error`` and ``warnings``.
+    pixels, as OpenPose's ``pose_keypoints_2d``), ``timings_ms`` (per stage), ``latency_ms``
+    (glass to result, when a stream set it) and, when present, ``error`` and ``warnings``.
     """
     rec = {
         "frame": int(result.index),
@@ -222,6 +222,8 @@ def frame_record(result: FrameResult, digits: int = 2) -> dict:
         ],
         "timings_ms": {k: round(float(v), 3) for k, v in result.timings.items()},
     }  # fmt: skip
+    if result.latency_ms is not None:
+        rec["latency_ms"] = round(float(result.latency_ms), 2)
     if result.error:
         rec["error"] = result.error
     if result.warnings:

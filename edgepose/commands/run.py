@@ -56,7 +56,12 @@ def configure(p: argparse.ArgumentParser) -> None:
                     help="reopen a source that stops at most N times in a row (default 5; 0: never)")  # fmt: skip
     st.add_argument("--reconnect-delay", type=float, default=0.5, metavar="S",
                     help="first back-off before reopening, doubled each try up to 8 s (default 0.5)")  # fmt: skip
+    st.add_argument("--reconnect-max-delay", type=float, default=8.0, metavar="S",
+                    help="longest back-off between reopen attempts (default 8; a camera that comes back is "
+                    "picked up at most this long after)")  # fmt: skip
     st.add_argument("--timeout", type=float, default=10.0, metavar="S", help="open/read time-out of network streams (default 10)")
+    st.add_argument("--rtsp-transport", choices=("auto", "udp", "tcp"), default="auto",
+                    help="RTSP transport: udp, tcp (through firewalls and NAT) or auto (FFmpeg's choice) (default auto)")  # fmt: skip
     tr = p.add_argument_group("tracking")
     tr.add_argument("--no-track", action="store_true", help="no person ids (default: ids for video, cameras, streams)")
     tr.add_argument("--track-max-age", type=int, default=10, metavar="N", help="frames a person may be missing and keep "
@@ -150,9 +155,11 @@ def run(args: argparse.Namespace) -> int:
         from edgepose.tracking import Smoothing
 
         smoothing = Smoothing(min_cutoff=args.smooth_min_cutoff, beta=args.smooth_beta)
-    reconnect = Reconnect(tries=max(0, args.reconnect_tries), delay=max(0.0, args.reconnect_delay))
+    reconnect = Reconnect(tries=max(0, args.reconnect_tries), delay=max(0.0, args.reconnect_delay),
+                          max_delay=max(0.0, args.reconnect_max_delay))  # fmt: skip
     source = open_source(args.source, loop=args.loop, pace=args.realtime, reconnect=reconnect, timeout_s=args.timeout,
-                         decode_threads=args.decode_threads, backend=args.video_backend)  # fmt: skip
+                         decode_threads=args.decode_threads, backend=args.video_backend,
+                         rtsp_transport=args.rtsp_transport)  # fmt: skip
     source.open()  # an unopenable source fails before the model is loaded
     try:
         if args.server:

@@ -23,11 +23,12 @@ import numpy as np
 
 from edgepose.sources.base import VIDEO_EXTENSIONS, Frame, SourceError, SourceStats, classify, folder_files
 from edgepose.sources.images import ImageSource, IterableSource
-from edgepose.sources.video import Reconnect, VideoSource, open_capture
+from edgepose.sources.video import RTSP_TRANSPORTS, Reconnect, VideoSource, check_url, open_capture
 
 __all__ = [
     "Frame", "SourceError", "SourceStats", "Reconnect", "VideoSource", "ImageSource", "IterableSource",
     "classify", "open_source", "open_capture", "iter_frames", "frame_count", "VIDEO_EXTENSIONS", "folder_files",
+    "check_url", "RTSP_TRANSPORTS",
 ]  # fmt: skip
 
 
@@ -42,6 +43,7 @@ def open_source(
     capture_factory: Callable | None = None,
     backend: str = "auto",
     want_planes: bool = False,
+    rtsp_transport: str = "auto",
 ):
     """The right source object for anything :func:`classify` knows, or an iterable of images.
 
@@ -62,7 +64,7 @@ def open_source(
         return ImageSource(source, kind)
     return VideoSource(source, kind, loop=loop, pace=pace, reconnect=reconnect, timeout_s=timeout_s,
                        decode_threads=decode_threads, capture_factory=capture_factory, backend=backend,
-                       want_planes=want_planes)  # fmt: skip
+                       want_planes=want_planes, rtsp_transport=rtsp_transport)  # fmt: skip
 
 
 def iter_frames(source: str | int | Path, **kw) -> Iterator[Frame]:

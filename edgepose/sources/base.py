@@ -35,6 +35,8 @@ class Frame:
         warnings: oddities that did not stop reading.
         planes: the decoded (Y, U, V) 4:2:0 planes instead of ``image``, from a source asked for
             them (``VideoSource(want_planes=True)``; :func:`edgepose.avsource.i420_to_bgr` makes BGR).
+        captured: ``time.perf_counter()`` (a monotonic clock) when the picture left the decoder:
+            where the stream's glass-to-result latency starts (None: when the stream took it).
     """
 
     index: int
@@ -45,6 +47,7 @@ class Frame:
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
     planes: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    captured: float | None = None
 
 
 def classify(source: str | int | Path) -> str:
@@ -86,6 +89,9 @@ class SourceStats:
         expected: frames the file's header announces (None for live sources).
         ended: why reading stopped (``end of file``, ``stopped``, ``lost: ...``, ``ended early: ...``).
         lost: True when the source stopped and could not be reopened, or a file ended early.
+        outage: frames a live source would have delivered while it was down (its frame rate times
+            the gap, estimated; counted in ``read`` and left out of the indices like corrupt ones).
+        outage_s: seconds a live source was down, all outages together.
     """
 
     read: int = 0
@@ -96,3 +102,5 @@ class SourceStats:
     expected: int | None = None
     ended: str = ""
     lost: bool = False
+    outage: int = 0
+    outage_s: float = 0.0

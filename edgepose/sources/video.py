@@ -10,6 +10,8 @@ Example:
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,7 +25,83 @@ from edgepose.sources.base import Frame, SourceError, SourceStats, classify
 
 log = logging.getLogger(__name__)
 
-__all__ = ["VideoSource", "Reconnect", "open_capture"]
+__all__ = ["VideoSource", "Reconnect", "open_capture", "check_url", "STREAM_SCHEMES", "RTSP_TRANSPORTS"]
+
+#: URL schemes OpenCV's FFmpeg back-end reads
+STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "rtp", "srt", "hls", "mms", "file")
+#: ``rtsp_transport`` values: FFmpeg's default (``auto``: UDP, then TCP), UDP only, TCP only (through firewalls and NAT)
+RTSP_TRANSPORTS = ("auto", "udp", "tcp")
+
+# OpenCV reads FFmpeg's options from this variable when a capture opens: opening is one step per process
+_ENV_LOCK = threading.Lock()
+_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+
+
+def check_url(url: str) -> None:
+    """Raise :class:`SourceError` for a URL whose scheme OpenCV's FFmpeg cannot read (one clear line).
+
+    Example:
+        >>> check_url("rtsp://127.0.0.1:8554/cam0")
+        >>> check_url("rtps://camera/stream")
+        Traceback (most recent call last):
+        ...
+        edgepose.sources.base.SourceError: rtps://camera/stream: unsupported URL scheme 'rtps' (expected rtsp, rtsps, rtmp, rtmps, http, https, udp, tcp, rtp, srt, hls, mms, file)
+    """
+    if "!" in url and "://" not in url.split("!", 1)[0]:  # a GStreamer pipeline
+        return
+    scheme = url.split("://", 1)[0].lower()
+    if scheme not in STREAM_SCHEMES:
+        raise SourceError(f"{url}: unsupported URL scheme {scheme!r} (expected {', '.join(STREAM_SCHEMES)})")
+
+
+def _redact(url: str) -> str:
+    """The URL without its password (``rtsp://user:***@host/...``)."""
+    head, sep, rest = url.partition("://")
+    cred, at, host = rest.partition("@")
+    if not at or ":" not in cred or "/" in cred:
+        return url
+    return f"{head}{sep}{cred.split(':', 1)[0]}:***@{host}"
+
+
+def rtsp_diagnose(url: str, timeout_s: float = 3.0) -> str:
+    """Why an RTSP URL cannot be opened, in words: connection refused, no answer, or the server's
+    own status for ``DESCRIBE`` (``401 Unauthorized``: credentials refused, ``404 Not Found``: no
+    such stream); ``""`` when the server describes the stream (then OpenCV cannot decode it)."""
+    import base64
+    from urllib.parse import urlsplit
+
+    u = urlsplit(url)
+    host, port = u.hostname or "", u.port or (322 if u.scheme == "rtsps" else 554)
+    if u.scheme == "rtsps":
+        return ""
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s) as s:
+            s.settimeout(timeout_s)
+            clean = url.replace(f"{u.username}:{u.password}@", "") if u.username else url
+            req = f"DESCRIBE {clean} RTSP/1.0\r\nCSeq: 1\r\nAccept: application/sdp\r\nUser-Agent: edgepose\r\n"
+            if u.username:
+                tok = base64.b64encode(f"{u.username}:{u.password or ''}".encode()).decode()
+                req += f"Authorization: Basic {tok}\r\n"
+            s.sendall((req + "\r\n").encode())
+            line = s.recv(4096).split(b"\r\n", 1)[0].decode("latin-1", "replace")
+    except ConnectionRefusedError:
+        return f"connection refused by {host}:{port} (no RTSP server there)"
+    except TimeoutError:
+        return f"no answer from {host}:{port} within {timeout_s:g} s"
+    except OSError as e:
+        return f"cannot reach {host}:{port}: {e.strerror or e}"
+    parts = line.split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("RTSP/"):
+        return f"{host}:{port} does not speak RTSP (answered {line[:60]!r})"
+    code, reason = parts[1], parts[2] if len(parts) > 2 else ""
+    if code == "200":
+        return ""
+    if code == "401":
+        return "the server refused the credentials (401 Unauthorized)" if u.username else \
+            "the server wants credentials (401 Unauthorized; rtsp://USER:PASSWORD@HOST/...)"
+    if code == "404":
+        return f"the server has no stream {u.path or '/'} (404 Not Found)"
+    return f"the server answered {code} {reason}".rstrip()
 
 
 def _has_backend(api: int) -> bool:
@@ -34,7 +112,8 @@ def _has_backend(api: int) -> bool:
 
 
 def open_capture(
-    source: str | int, kind: str, *, timeout_s: float | None = None, decode_threads: int | None = None
+    source: str | int, kind: str, *, timeout_s: float | None = None, decode_threads: int | None = None,
+    rtsp_transport: str = "auto",
 ) -> cv2.VideoCapture:
     """Open a video, camera or stream with OpenCV.
 
@@ -43,6 +122,9 @@ def open_capture(
         kind: what :func:`classify` says it is.
         timeout_s: open and read time-out for network streams (FFmpeg back-end).
         decode_threads: FFmpeg decoding threads (None: OpenCV's default, one per core).
+        rtsp_transport: ``udp``, ``tcp`` or ``auto`` (FFmpeg's default) for ``rtsp://`` URLs: set as
+            FFmpeg's ``rtsp_transport`` option (through ``OPENCV_FFMPEG_CAPTURE_OPTIONS``, with the
+            options already there, for this open only).
 
     Raises:
         SourceError: OpenCV cannot open it (or has no back-end for it, e.g. no GStreamer).
@@ -63,7 +145,23 @@ def open_capture(
             params += [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
         if decode_threads:
             params += [cv2.CAP_PROP_N_THREADS, int(decode_threads)]
-        cap = cv2.VideoCapture(str(source), cv2.CAP_FFMPEG, params)
+        rtsp = kind == "stream" and str(source).lower().startswith(("rtsp://", "rtsps://"))
+        if rtsp and rtsp_transport != "auto":
+            if rtsp_transport not in RTSP_TRANSPORTS:
+                raise ValueError(f"rtsp_transport must be one of {', '.join(RTSP_TRANSPORTS)}, not {rtsp_transport!r}")
+            with _ENV_LOCK:
+                old = os.environ.get(_ENV)
+                kept = [o for o in (old or "").split("|") if o and not o.startswith("rtsp_transport;")]
+                os.environ[_ENV] = "|".join([f"rtsp_transport;{rtsp_transport}", *kept])
+                try:
+                    cap = cv2.VideoCapture(str(source), cv2.CAP_FFMPEG, params)
+                finally:
+                    if old is None:
+                        os.environ.pop(_ENV, None)
+                    else:
+                        os.environ[_ENV] = old
+        else:
+            cap = cv2.VideoCapture(str(source), cv2.CAP_FFMPEG, params)
     else:  # pragma: no cover - OpenCV without FFmpeg
         cap = cv2.VideoCapture(str(source))
     if not cap.isOpened():
@@ -71,7 +169,10 @@ def open_capture(
         hint = " (is the camera connected and free?)" if kind == "camera" else ""
         if kind == "video":
             hint = " (not a video OpenCV can decode, or damaged)"
-        raise SourceError(f"cannot open {kind} {source}{hint}")
+        if kind == "stream" and str(source).lower().startswith("rtsp://"):
+            why = rtsp_diagnose(str(source), min(3.0, timeout_s or 3.0))
+            hint = f": {why}" if why else ": the server describes the stream but OpenCV cannot read it (codec?)"
+        raise SourceError(f"cannot open {kind} {_redact(str(source))}{hint}")
     return cap
 
 
@@ -125,9 +226,12 @@ class VideoSource:
             needs ``edgepose[video]``); ``auto``: PyAV when ``want_planes`` is set, PyAV is installed and
             the file's pictures are limited-range 4:2:0, OpenCV otherwise. Cameras and streams: OpenCV.
         want_planes: hand out 4:2:0 frames as ``Frame.planes`` (no BGR conversion) when the back-end can.
+        rtsp_transport: ``auto``, ``udp`` or ``tcp`` for RTSP URLs (see :func:`open_capture`).
+        name: the name its frames carry (default: the file name, or the URL without its password).
 
     Raises:
-        SourceError: from :meth:`open` when the source cannot be opened at all.
+        SourceError: from :meth:`open` when the source cannot be opened at all; at once for a URL
+            whose scheme OpenCV cannot read.
 
     Example:
         >>> src = VideoSource("clip.mp4", loop=True)  # doctest: +SKIP
@@ -148,14 +252,21 @@ class VideoSource:
         capture_factory: Callable[[str | int, str], cv2.VideoCapture] | None = None,
         backend: str = "auto",
         want_planes: bool = False,
+        rtsp_transport: str = "auto",
+        name: str | None = None,
     ) -> None:
         if backend not in ("auto", "opencv", "pyav"):
             raise ValueError(f"backend must be auto, opencv or pyav, not {backend!r}")
+        if rtsp_transport not in RTSP_TRANSPORTS:
+            raise ValueError(f"rtsp_transport must be one of {', '.join(RTSP_TRANSPORTS)}, not {rtsp_transport!r}")
         self.source = source if isinstance(source, int) else str(source)
         self.kind = kind or classify(source)
         if self.kind not in ("video", "camera", "stream"):
             raise SourceError(f"{source}: a {self.kind} is not a video, camera or stream")
-        self.name = Path(str(source)).name if self.kind == "video" else str(source)
+        if self.kind == "stream" and capture_factory is None:
+            check_url(str(source))
+        self.rtsp_transport = rtsp_transport
+        self.name = name or (Path(str(source)).name if self.kind == "video" else _redact(str(source)))
         self.loop = loop and self.kind == "video"
         self.pace = pace and self.kind == "video"
         self.reconnect = reconnect if reconnect is not None else Reconnect()
@@ -179,6 +290,8 @@ class VideoSource:
         self._attempt = 0
         self._stop = threading.Event()
         self._t0: float | None = None
+        self._t_good: float | None = None  # monotonic time of the last good frame (outage accounting)
+        self._down = False  # a live source stopped and has not delivered since
 
     def _open_capture(self, source: str | int, kind: str):
         """The default factory: PyAV or OpenCV (see ``backend``)."""
@@ -199,7 +312,8 @@ class VideoSource:
                     self.backend_used = "pyav"
                     return cap
                 cap.release()  # pictures it would convert to BGR anyway: OpenCV does that as well
-        cap = open_capture(source, kind, timeout_s=self.timeout_s, decode_threads=self.decode_threads)
+        cap = open_capture(source, kind, timeout_s=self.timeout_s, decode_threads=self.decode_threads,
+                           rtsp_transport=self.rtsp_transport)  # fmt: skip
         self.backend_used = "opencv"
         return cap
 
@@ -371,6 +485,21 @@ class VideoSource:
         if wait > 0:
             self._stop.wait(wait)
 
+    def _count_outage(self, now: float) -> None:
+        """A live source delivers again (or is given up): the frames it would have sent meanwhile
+        (frame rate x gap, less the one that arrives) are counted as read and lost (``outage``)."""
+        self._down = False
+        if self._t_good is None:
+            return
+        gap = now - self._t_good
+        self.stats.outage_s += gap
+        missed = max(0, round(gap * self.fps) - 1) if self.fps else 0
+        if missed:
+            self.stats.outage += missed
+            self.stats.read += missed
+            self._index += missed
+        log.warning("%s: down for %.2f s; %d frame(s) lost meanwhile", self.name, gap, missed)
+
     def read(self, out: np.ndarray | None = None) -> Frame | None:
         """The next good frame, or None when the source ended, was lost or :meth:`stop` was called.
 
@@ -387,6 +516,10 @@ class VideoSource:
             t0 = time.perf_counter()
             img = self._grab(out) if self._cap is not None else None
             if img is not None:
+                now = time.perf_counter()
+                if self._down:
+                    self._count_outage(now)
+                self._t_good = now
                 if failures:
                     log.warning("%s: %d frame(s) before frame %d could not be decoded; skipped", self.name,
                                 failures, self._index + failures)  # fmt: skip
@@ -403,7 +536,7 @@ class VideoSource:
                     self._pace(ts)
                 planes = img if isinstance(img, tuple) else None
                 return Frame(i, None if planes is not None else img, self.name, timestamp=ts,
-                             read_ms=(time.perf_counter() - t0) * 1e3, planes=planes)  # fmt: skip
+                             read_ms=(now - t0) * 1e3, planes=planes, captured=now)  # fmt: skip
             failures += 1
             self._pos += 1
             at_end = self.kind == "video" and self._past_end()
@@ -425,9 +558,12 @@ class VideoSource:
                 self.stats.ended = f"ended early: frame {self._pos} of {n} cannot be read (truncated or damaged file)"
                 log.warning("%s: %s", self.name, self.stats.ended)
                 return None
+            if self.kind != "video":
+                self._down = True
             if self.kind != "video" and not self._reopen(f"stopped after frame {self._index - 1}"):
                 if self._stop.is_set():
                     break
+                self._count_outage(time.perf_counter())
                 self.stats.lost = True
                 self.stats.ended = (f"lost: stopped after frame {self._index - 1} and could not be reopened "
                                     f"({self.reconnect.tries} tries)")  # fmt: skip

@@ -32,7 +32,7 @@ from edgepose.decode import Workspace
 from edgepose.results import FrameResult
 from edgepose.sources import Frame, Reconnect, VideoSource, open_source
 from edgepose.stream.frames import FramePool, preprocess_image, preprocess_planes
-from edgepose.stream.stats import StreamStats
+from edgepose.stream.stats import LatencyRing, StreamStats
 from edgepose.stream.threads import OpenCVThreads, ThreadPolicy
 
 if TYPE_CHECKING:
@@ -178,6 +178,7 @@ class Stream:
         capture_factory: Callable | None = None,
         backend: str = "auto",
         opencv_threads: int | None = None,
+        rtsp_transport: str = "auto",
     ) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
@@ -200,7 +201,7 @@ class Stream:
             self.source = open_source(
                 source, loop=loop, pace=realtime if pace is None else pace, reconnect=reconnect,
                 timeout_s=timeout_s, decode_threads=decode_threads, capture_factory=capture_factory,
-                backend=backend, want_planes=want_planes,
+                backend=backend, want_planes=want_planes, rtsp_transport=rtsp_transport,
             )  # fmt: skip
             if isinstance(self.source, VideoSource):
                 self.source.reconfigure(want_planes=want_planes or None,
@@ -251,6 +252,7 @@ class Stream:
         self._t_last: float | None = None
         self._stage_sum: dict[str, float] = {}
         self._stage_n = 0
+        self._latency = LatencyRing()
         self.stats.threads = {
             "ort_intra_op": getattr(estimator, "threads", None),
             "capture": 1,
@@ -469,7 +471,7 @@ class Stream:
                     self._t_first = now - frame.read_ms / 1e3
                 delivered += 1
                 adopt = frame.image is not None and getattr(src, "kind", "") in ("video", "camera", "stream")
-                item = _Item(frame, slot=True, adopt=adopt, t_read=now)
+                item = _Item(frame, slot=True, adopt=adopt, t_read=frame.captured or now)
                 if self.realtime:
                     old = self._q1.put(item)
                     if old is not None:
@@ -635,8 +637,8 @@ class Stream:
 
     def _sink_one(self, item: _Item) -> None:
         r = item.result
-        r.timings["latency"] = (time.perf_counter() - item.t_read) * 1e3
         image = item.frame.image  # None once given back (no sink needs it)
+        r.latency_ms = r.timings["latency"] = (time.perf_counter() - item.t_read) * 1e3
         for s in self.sinks:
             try:
                 s.consume(r, image)
@@ -644,6 +646,7 @@ class Stream:
                 self._count_sink_error(s, e)
         with self._lock:
             if r.error is None:
+                self._latency.add(r.latency_ms)
                 self.stats.processed += 1
                 self.stats.people += len(r.people)
                 for k, v in r.timings.items():
@@ -665,10 +668,14 @@ class Stream:
             st.source_lost = src.lost
             st.reopens = src.reopens
             st.loops = src.loops
+            st.outage_s = getattr(src, "outage_s", 0.0)
+            if getattr(src, "outage", 0):
+                st.dropped["outage"] = src.outage
         if self._t_first is not None and self._t_last is not None:
             st.elapsed_s = self._t_last - self._t_first
         if self._stage_n:
             st.stage_ms = {k: v / self._stage_n for k, v in self._stage_sum.items()}
+        st.latency_ms = self._latency.summary()
         if not st.accounted:  # a bug, or a capture still blocked in a read when forced to stop
             log.warning("frame accounting off: %s", st.to_dict())
 

@@ -10,14 +10,38 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["StreamStats", "DROP_REASONS"]
+import numpy as np
+
+__all__ = ["StreamStats", "DROP_REASONS", "LatencyRing"]
 
 #: why a frame that was read is not in the outputs
 DROP_REASONS = {
     "realtime": "superseded by a newer frame while inference was busy (--realtime)",
     "corrupt": "could not be decoded",
     "interrupted": "in flight when the run was interrupted",
+    "outage": "a live source was down (frame rate x gap, estimated) until it was reopened or given up",
 }
+
+
+class LatencyRing:
+    """The last ``size`` latencies in a preallocated ring (a long run does not grow)."""
+
+    def __init__(self, size: int = 65536) -> None:
+        self._a = np.zeros(size, np.float64)
+        self._n = 0
+
+    def add(self, ms: float) -> None:
+        self._a[self._n % len(self._a)] = ms
+        self._n += 1
+
+    def summary(self) -> dict[str, float]:
+        """``p50``, ``p99``, ``mean``, ``max`` (ms, rounded) and ``n``; empty without samples."""
+        if not self._n:
+            return {}
+        v = self._a[: min(self._n, len(self._a))]
+        p50, p99 = np.percentile(v, [50, 99])
+        return {"p50": round(float(p50), 2), "p99": round(float(p99), 2), "mean": round(float(v.mean()), 2),
+                "max": round(float(v.max()), 2), "n": int(self._n)}  # fmt: skip
 
 
 @dataclass
@@ -40,6 +64,10 @@ class StreamStats:
         threads: the threads doing the work (ORT intra-op threads, FFmpeg decoding threads, stages).
         interrupted: a stop was requested (signal, :meth:`edgepose.stream.Stream.stop` or a consumer that left early).
         failures: ``(frame index, error)`` of the failed frames (the first 1000).
+        latency_ms: glass-to-result latency of processed frames (from the moment a frame left the
+            decoder to the moment its result was ready for the sinks, monotonic clock): ``p50``, ``p99``,
+            ``mean``, ``max`` and ``n`` (over the last 65,536 frames).
+        outage_s: seconds the source was down.
     """
 
     read: int = 0
@@ -57,6 +85,8 @@ class StreamStats:
     threads: dict[str, Any] = field(default_factory=dict)
     interrupted: bool = False
     failures: list[tuple[int, str]] = field(default_factory=list)
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    outage_s: float = 0.0
 
     @property
     def total_dropped(self) -> int:
@@ -84,7 +114,8 @@ class StreamStats:
             "reopens": self.reopens, "loops": self.loops, "sink_errors": dict(self.sink_errors),
             "elapsed_s": round(self.elapsed_s, 3), "fps": round(self.fps, 2),
             "stage_ms": {k: round(v, 3) for k, v in self.stage_ms.items()}, "threads": dict(self.threads),
-            "interrupted": self.interrupted, "accounted": self.accounted,
+            "interrupted": self.interrupted, "accounted": self.accounted, "latency_ms": dict(self.latency_ms),
+            "outage_s": round(self.outage_s, 3),
         }  # fmt: skip
 
     def summary(self) -> str:
@@ -95,9 +126,13 @@ class StreamStats:
             f"{self.total_dropped} dropped{f' ({drops})' if drops else ''}, {self.people} people found, "
             f"{self.fps:.1f} frames/s"
         )
+        if self.latency_ms.get("n"):
+            line += f", latency p50 {self.latency_ms['p50']:.0f} ms p99 {self.latency_ms['p99']:.0f} ms"
         extra = [self.source_ended] if self.source_ended else []
         if self.reopens:
             extra.append(f"reopened {self.reopens}x")
+        if self.outage_s:
+            extra.append(f"down {self.outage_s:.1f} s")
         if self.sink_errors:
             extra.append("sink errors: " + ", ".join(f"{k} {v}" for k, v in self.sink_errors.items()))
         return line + (f"; source: {'; '.join(extra)}" if extra else "")
