@@ -6,7 +6,7 @@ EXTRAS  ?= cpu,convert,eval,track,bench,mqtt,video,demo,dev,triton
 MODEL   ?= models/mobilenet_thin.onnx
 DATA    ?= ../shared/data
 
-.PHONY: venv triton-venv bench-triton model demo test lint variants report-variants bench bench-stream bench-stream-memory bench-quick eval clean system-deps
+.PHONY: venv triton-venv bench-triton model demo test lint variants report-variants bench bench-stream bench-stream-memory bench-quick eval clean system-deps check-arm64 check-arm64-smoke check-x86-haswell
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -98,6 +98,19 @@ bench-quick: model
 
 clean:
 	rm -rf $(VENV) $(TVENV) models demo_out .pytest_cache
+
+# Proof on the boards' own platforms by emulation (docs/boards.md). arm64: Debian bookworm root
+# cached in ~/.cache/edgepose/arm64-root, needs root (mmdebstrap, binfmt_misc, chroot).
+BOARDS := $(VPY) tools/check_boards.py --model $(MODEL) --data $(DATA)
+
+check-arm64: model $(INT8)
+	$(BOARDS) arm64
+
+check-arm64-smoke: model $(INT8)
+	$(BOARDS) smoke
+
+check-x86-haswell: model $(INT8)
+	$(BOARDS) haswell
 
 # edgepose tune (docs/tune.md): the issue's figure (15 fps here, AP on coco-val-mini), and the quick run
 .PHONY: tune tune-quick
