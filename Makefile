@@ -122,3 +122,15 @@ tune: model $(FP16) $(INT8)
 tune-quick: model
 	$(VPY) -m edgepose tune --model $(MODEL) --frames $(DATA)/video/mmaction2__demo_skeleton.mp4 --target-fps 15 \
 		--quick --out build/tune/quick-profile.json
+
+# Multi-scale and flip inference (docs/accuracy.md): AP and time per frame of the combinations the
+# `accurate` preset was chosen from, with the single-scale presets in the same run.
+.PHONY: study-multiscale check-gpu
+study-multiscale: model
+	$(VPY) benchmarks/multiscale_study.py --combos default:1:0 default:1:1 large:1:0 large:1:1 \
+		large:1,0.7:0 large:1.2,0.8:0 large:1,0.5:1 large:1,0.6:1 large:1.2,0.8,0.5:0 large:1.25,1,0.5:0
+
+# CUDA/TensorRT for real (docs/boards.md): one prepared run on a machine with an NVIDIA GPU and
+# onnxruntime-gpu; without a GPU provider it stops with the install hint (exit 2).
+check-gpu: model $(INT8)
+	$(VPY) benchmarks/gpu_check.py --model $(MODEL) --data $(DATA)
