@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "Sink", "write_json_atomic", "frame_record", "OpenPoseJsonDir", "CocoWriter", "render", "RenderSink",
-    "JsonLinesSink", "MqttSink", "parse_mqtt_url",
+    "JsonLinesSink", "MqttSink", "parse_mqtt_url", "PerSource", "source_slug",
 ]  # fmt: skip
 
 
@@ -48,6 +48,56 @@ class Sink(Protocol):
     def consume(self, result: FrameResult, image: np.ndarray | None) -> None: ...
 
     def close(self) -> None: ...
+
+
+def source_slug(name: str) -> str:
+    """A source name as a file-name and MQTT-topic word: no scheme, no password, only ``[A-Za-z0-9._-]``.
+
+    Example:
+        >>> source_slug("rtsp://user:pw@10.0.0.7:554/Streaming/101")
+        '10.0.0.7_554_Streaming_101'
+        >>> source_slug("entrance.mp4#2")
+        'entrance.mp4_2'
+    """
+    rest = name.split("://", 1)[1] if "://" in name else name
+    if "@" in rest.split("/", 1)[0]:
+        rest = rest.split("@", 1)[1]
+    slug = "".join(c if c.isalnum() or c in "._-" else "_" for c in rest).strip("._")
+    while "__" in slug:
+        slug = slug.replace("__", "_")
+    return slug or "source"
+
+
+class PerSource:
+    """One sink per source, made when the source's first frame comes: ``factory(slug)`` with the
+    source's :func:`source_slug` (e.g. one OpenPose folder or one rendered video per camera).
+
+    Example:
+        >>> sink = PerSource(lambda slug: RenderSink(f"out/{slug}.mp4"))  # doctest: +SKIP
+    """
+
+    def __init__(self, factory, needs_image: bool | None = None) -> None:
+        self.factory = factory
+        self.sinks: dict[str, object] = {}
+        self.needs_image = needs_image if needs_image is not None else True
+        self.name = "PerSource"
+
+    def consume(self, result: FrameResult, image: np.ndarray | None) -> None:
+        sink = self.sinks.get(result.source)
+        if sink is None:
+            sink = self.sinks[result.source] = self.factory(source_slug(result.source))
+            self.name = type(sink).__name__
+        sink.consume(result, image)
+
+    def close(self) -> None:
+        errors = []
+        for sink in self.sinks.values():
+            try:
+                sink.close()
+            except Exception as e:  # close the others anyway
+                errors.append(e)
+        if errors:
+            raise errors[0]
 
 
 def frame_stem(result: FrameResult, per_frame: bool) -> str:
@@ -319,7 +369,8 @@ class MqttSink:
     to paho has been sent (QoS 0) or acknowledged (QoS 1/2), up to ``flush_timeout`` seconds.
 
     Args:
-        host, port, topic: where to publish.
+        host, port, topic: where to publish; ``{source}`` in the topic is replaced by each frame's
+            source (:func:`source_slug`): one topic per camera.
         qos: MQTT quality of service (0, 1 or 2).
         client_id: client id (default: ``edgepose-<pid>``).
         retain: publish with the retain flag (a late subscriber gets the last frame).
@@ -405,7 +456,8 @@ class MqttSink:
         return True
 
     def consume(self, result: FrameResult, image: np.ndarray | None = None) -> None:
-        self.publish(json.dumps(frame_record(result), separators=(",", ":")))
+        topic = self.topic.replace("{source}", source_slug(result.source)) if "{source}" in self.topic else None
+        self.publish(json.dumps(frame_record(result), separators=(",", ":")), topic)
 
     def close(self) -> None:
         """Wait for outstanding messages (up to ``flush_timeout``), then disconnect."""

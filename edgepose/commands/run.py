@@ -25,7 +25,9 @@ MAX_LISTED = 20
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("source", help="image, folder, video file, camera index (0, 1, ...), RTSP/HTTP URL or GStreamer pipeline")
+    p.add_argument("source", nargs="+", help="image, folder, video file, camera index (0, 1, ...), RTSP/HTTP URL or "
+                   "GStreamer pipeline; several videos, cameras or URLs run in one process (one capture thread each, "
+                   "shared inference, per-source ids and counts; one failing never stops the others)")  # fmt: skip
     add_model_args(p)
     out = p.add_argument_group("outputs")
     out.add_argument("--json-dir", type=Path, help="write one OpenPose JSON file per frame into this folder")
@@ -34,7 +36,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     out.add_argument("--jsonl", metavar="FILE|-", help="one JSON line per frame (index, timestamp, people with ids, "
                      "timings) to a file or - for standard output")  # fmt: skip
     out.add_argument("--mqtt", metavar="HOST[:PORT]/TOPIC", help="publish each frame's JSON line to an MQTT broker "
-                     "(needs the mqtt extra)")  # fmt: skip
+                     "(needs the mqtt extra); {source} in TOPIC: one topic per source")  # fmt: skip
     out.add_argument("--mqtt-qos", type=int, choices=(0, 1, 2), default=0, help="MQTT quality of service (default 0)")
     out.add_argument("--stats-json", type=Path, help="write the run's counts, timings and threads as JSON")
     st = p.add_argument_group("streaming")
@@ -84,18 +86,33 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=run)
 
 
-def _sinks(args: argparse.Namespace, kind: str, fps: float) -> list:
-    from edgepose.sinks import CocoWriter, JsonLinesSink, MqttSink, OpenPoseJsonDir, RenderSink, parse_mqtt_url
+def _sinks(args: argparse.Namespace, kind: str, fps: float, multi: bool = False) -> list:
+    from edgepose.sinks import (
+        CocoWriter,
+        JsonLinesSink,
+        MqttSink,
+        OpenPoseJsonDir,
+        PerSource,
+        RenderSink,
+        parse_mqtt_url,
+    )
 
     made: list = []
     try:
         if args.mqtt:  # first: an unreachable broker fails before any file is created
             made.append(MqttSink(*parse_mqtt_url(args.mqtt), qos=args.mqtt_qos))
         if args.json_dir:
-            made.append(OpenPoseJsonDir(args.json_dir, per_frame=kind not in ("image", "folder")))
+            if multi:  # one folder per source
+                made.append(PerSource(lambda slug: OpenPoseJsonDir(args.json_dir / slug, per_frame=True), False))
+            else:
+                made.append(OpenPoseJsonDir(args.json_dir, per_frame=kind not in ("image", "folder")))
         if args.coco_out:
             made.append(CocoWriter(args.coco_out))
-        if args.render:
+        if args.render and multi:  # out.mp4 -> out_<source>.mp4; a folder -> one sub-folder per source
+            r = args.render
+            made.append(PerSource(lambda slug: RenderSink(r.with_name(f"{r.stem}_{slug}{r.suffix}") if r.suffix
+                                                          else r / slug, fps=fps or 25.0)))  # fmt: skip
+        elif args.render:
             if kind == "folder" and args.render.suffix:
                 raise ValueError("--render must be a folder when the source is a folder")
             made.append(RenderSink(args.render, fps=fps or 25.0))
@@ -138,6 +155,10 @@ def run(args: argparse.Namespace) -> int:
     from edgepose.tune.profile import apply_to_args
 
     apply_to_args(args)  # --profile: model, device, size, threads, workers ... (before the workers are chosen)
+    specs = list(args.source)
+    if len(specs) > 1:
+        return _run_many(args, specs)
+    args.source = specs[0]
     kind = classify(args.source)  # raises SourceError for a missing path
     if args.max_frames is not None and args.max_frames < 1:
         raise ValueError("--max-frames must be at least 1")
@@ -234,6 +255,83 @@ def run(args: argparse.Namespace) -> int:
         write_json_atomic(args.stats_json, {"source": str(args.source), "kind": kind, "realtime": args.realtime,
                                             **st.to_dict(),
                                             **({"servers": est.server_stats()} if args.server else {})})  # fmt: skip
+    if got["signal"] == signal.SIGINT:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0 if st.ok else 1
+
+
+def _run_many(args: argparse.Namespace, specs: list[str]) -> int:
+    """Several videos, cameras or URLs: one stream with one capture thread per source."""
+    from tqdm import tqdm
+
+    from edgepose.sources import Reconnect, classify
+    from edgepose.stream import DROP_REASONS, Stream, stop_on_signals
+
+    kinds = [classify(s) for s in specs]  # a missing path is an error before anything starts
+    if any(k in ("image", "folder") for k in kinds):
+        raise ValueError("several sources must be videos, cameras or URLs (run images and folders one at a time)")
+    if args.server:
+        raise ValueError("--server takes one source at a time")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise ValueError("--max-frames must be at least 1")
+    _choose_workers(args, kinds[0])
+    smoothing = None
+    if args.smooth:
+        if args.no_track:
+            raise ValueError("--smooth needs tracking (drop --no-track)")
+        from edgepose.tracking import Smoothing
+
+        smoothing = Smoothing(min_cutoff=args.smooth_min_cutoff, beta=args.smooth_beta)
+    est = estimator_from_args(args)
+    print(f"model {est.model_path.name} on {', '.join(est.providers)}, input budget {est.budget[0]}x{est.budget[1]}, "
+          f"{len(specs)} sources, {args.workers} inference worker(s) x {est.threads} threads", file=sys.stderr)  # fmt: skip
+    try:
+        sinks = _sinks(args, "stream", 25.0, multi=True)
+    except ConnectionError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    reconnect = Reconnect(tries=max(0, args.reconnect_tries), delay=max(0.0, args.reconnect_delay),
+                          max_delay=max(0.0, args.reconnect_max_delay))  # fmt: skip
+    stream = Stream(est, sources=specs, realtime=args.realtime, sinks=sinks, track=False if args.no_track else None,
+                    smoothing=smoothing, max_age=args.track_max_age, max_frames=args.max_frames, loop=args.loop,
+                    queue_size=args.queue_size, workers=args.workers, reconnect=reconnect, timeout_s=args.timeout,
+                    decode_threads=args.decode_threads, backend=args.video_backend,
+                    rtsp_transport=args.rtsp_transport)  # fmt: skip
+    out = sys.stderr if args.jsonl == "-" else sys.stdout
+    bar = tqdm(unit="frame", file=sys.stderr, disable=args.no_progress)
+    listed = 0
+    with stop_on_signals(stream) as got:
+        try:
+            for r in stream:
+                if not r.ok:
+                    listed += 1
+                    if listed <= MAX_LISTED:
+                        bar.write(f"skipped {r.error}", file=out)
+                bar.update(1)
+        finally:
+            bar.close()
+    st = stream.stats
+    print(f"summary: {st.summary()}", file=out)
+    for name, d in st.sources.items():
+        drops = ", ".join(f"{n} {k}" for k, n in sorted(d["dropped"].items()) if n)
+        lat = d["latency_ms"]
+        lat_s = f", latency p50 {lat['p50']:.0f} ms p99 {lat['p99']:.0f} ms" if lat else ""
+        drop_s = f", dropped {drops}" if drops else ""
+        lost_s = " (LOST)" if d["source_lost"] else ""
+        print(f"  {name}: {d['read']} read, {d['processed']} processed, {d['failed']} failed{drop_s}, "
+              f"{d['people']} people{lat_s}; {d['source_ended'] or 'running'}{lost_s}", file=out)  # fmt: skip
+    for reason, n in sorted(st.dropped.items()):
+        print(f"  dropped: {n} {reason} ({DROP_REASONS.get(reason, reason)})", file=out)
+    for i, (_, err) in enumerate(st.failures):
+        if i >= MAX_LISTED:
+            print(f"  ... and {len(st.failures) - MAX_LISTED} more failures", file=out)
+            break
+        print(f"  failed: {err}", file=out)
+    if args.stats_json:
+        from edgepose.fileio import write_json_atomic
+
+        write_json_atomic(args.stats_json, {"source": specs, "kind": kinds, "realtime": args.realtime, **st.to_dict()})
     if got["signal"] == signal.SIGINT:
         print("interrupted", file=sys.stderr)
         return 130

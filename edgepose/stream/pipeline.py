@@ -30,7 +30,7 @@ import numpy as np
 
 from edgepose.decode import Workspace
 from edgepose.results import FrameResult
-from edgepose.sources import Frame, Reconnect, VideoSource, open_source
+from edgepose.sources import Frame, Reconnect, SourceError, VideoSource, open_source
 from edgepose.stream.frames import FramePool, preprocess_image, preprocess_planes
 from edgepose.stream.stats import LatencyRing, StreamStats
 from edgepose.stream.threads import OpenCVThreads, ThreadPolicy
@@ -62,35 +62,50 @@ class _Item:
     warnings: list[str] = field(default_factory=list)
     seq: int = -1  # order in which inference took it (frames leave the pipeline in this order)
     drop: str | None = None  # counted as dropped for this reason at the sink stage
+    src: int = 0  # which of the stream's sources it came from
 
 
 class _Latest:
-    """A one-slot mailbox: ``put`` replaces (and returns) the waiting item; the end mark is never lost."""
+    """One-slot mailboxes, one per source: ``put(k, item)`` replaces (and returns) source ``k``'s
+    waiting item; ``get`` takes the sources' newest frames in turn (round robin from the source after
+    the one served last), so no camera starves; the end mark comes once every source has ended."""
 
-    def __init__(self) -> None:
-        self._item: Any = None
-        self._ended = False
+    def __init__(self, n: int = 1) -> None:
+        self._items: list[Any] = [None] * n
+        self._ended = [False] * n
+        self._next = 0
         self._cond = threading.Condition()
 
-    def put(self, item: Any) -> Any:
+    def put(self, k: int, item: Any) -> Any:
         with self._cond:
-            old, self._item = self._item, item
+            old, self._items[k] = self._items[k], item
             self._cond.notify()
             return old
 
-    def end(self) -> None:
+    def end(self, k: int = 0) -> None:
         with self._cond:
-            self._ended = True
+            self._ended[k] = True
             self._cond.notify()
+
+    def _take(self) -> Any:
+        n = len(self._items)
+        for j in range(n):
+            k = (self._next + j) % n
+            if self._items[k] is not None:
+                item, self._items[k] = self._items[k], None
+                self._next = (k + 1) % n
+                return item
+        return None
 
     def get(self, timeout: float) -> Any:
         with self._cond:
-            if self._item is None and not self._ended:
+            item = self._take()
+            if item is None and not all(self._ended):
                 self._cond.wait(timeout)
-            if self._item is not None:
-                item, self._item = self._item, None
+                item = self._take()
+            if item is not None:
                 return item
-            if self._ended:
+            if all(self._ended):
                 return _END
             raise queue.Empty
 
@@ -109,6 +124,11 @@ class Stream:
             server decodes) is called with each preprocessed frame instead of ``infer`` + ``decode_maps``.
         source: a file, folder, video, camera index, URL, GStreamer pipeline, a source object from
             :mod:`edgepose.sources`, or any iterable of BGR images.
+        sources: several of those at once (instead of ``source``): one capture thread each, feeding
+            the same inference, decoding and sinks; each source has its own tracker (ids), its frames
+            carry its name (``FrameResult.source``, made unique), and ``stats.sources`` counts per
+            source. A source that cannot be opened or is lost never stops the others (it counts as
+            lost); in realtime mode each source keeps its newest frame and inference takes them in turn.
         realtime: keep only the newest frame when inference falls behind (drops are counted);
             otherwise every frame is processed.
         sinks: objects with ``consume(result, image)`` and ``close()`` (see :mod:`edgepose.sinks`);
@@ -158,8 +178,9 @@ class Stream:
     def __init__(
         self,
         estimator: Estimator,
-        source: Any,
+        source: Any = None,
         *,
+        sources: Iterable[Any] | None = None,
         realtime: bool = False,
         sinks: Iterable[Any] = (),
         track: bool | None = None,
@@ -191,6 +212,13 @@ class Stream:
         self.max_frames = max_frames
         self.stats = StreamStats()
         self.source = None
+        if (source is None) == (sources is None):
+            raise ValueError("give either source or sources")
+        specs = [source] if sources is None else list(sources)
+        if not specs:
+            raise ValueError("sources is empty")
+        self.sources: list[Any] = []
+        self._dead: dict[int, str] = {}  # sources that could not be opened (several sources only)
         self.keep_images = frames or any(getattr(s, "needs_image", True) for s in self.sinks)
         # Decoded pictures as YUV planes when nothing needs the full-size BGR frame (see frames.preprocess_planes).
         want_planes = prescale is not False and not self.keep_images and hasattr(estimator, "letterbox")
@@ -198,29 +226,48 @@ class Stream:
         policy = ThreadPolicy.choose(estimator, self.workers, opencv_threads)
         self.opencv_threads = policy.opencv
         try:
-            self.source = open_source(
-                source, loop=loop, pace=realtime if pace is None else pace, reconnect=reconnect,
-                timeout_s=timeout_s, decode_threads=decode_threads, capture_factory=capture_factory,
-                backend=backend, want_planes=want_planes, rtsp_transport=rtsp_transport,
-            )  # fmt: skip
-            if isinstance(self.source, VideoSource):
-                self.source.reconfigure(want_planes=want_planes or None,
-                                        decode_threads=self.source.decode_threads or policy.decode_threads(self.source.kind))  # fmt: skip
-            self.source.open()  # SourceError now, not at the first frame
-            self.tracker = self._make_tracker(track, smoothing, max_age)
+            for k, spec in enumerate(specs):
+                try:
+                    src = open_source(
+                        spec, loop=loop, pace=realtime if pace is None else pace, reconnect=reconnect,
+                        timeout_s=timeout_s, decode_threads=decode_threads, capture_factory=capture_factory,
+                        backend=backend, want_planes=want_planes, rtsp_transport=rtsp_transport,
+                    )  # fmt: skip
+                    self.sources.append(src)
+                    if isinstance(src, VideoSource):
+                        src.reconfigure(want_planes=want_planes or None,
+                                        decode_threads=src.decode_threads or policy.decode_threads(src.kind))  # fmt: skip
+                    src.open()  # SourceError now, not at the first frame
+                except SourceError as e:
+                    if sources is None:
+                        raise
+                    log.error("source %d (%s): %s; the others go on", k + 1, spec, e)
+                    self._dead[k] = str(e)
+                    if len(self.sources) == k:
+                        self.sources.append(_DeadSource(str(spec), str(e)))
+            if len(self._dead) == len(specs):
+                raise SourceError("no source could be opened: " + "; ".join(self._dead.values()))
+            self._unique_names()
+            self.source = self.sources[0]
+            self.trackers = [self._make_tracker(track, smoothing, max_age, src) for src in self.sources]
+            self.tracker = self.trackers[0]
         except BaseException:
             # the stream owns its sinks: do not leave files half-written or MQTT threads running
             for s in self.sinks:
                 with contextlib.suppress(Exception):
                     s.close()
-            if self.source is not None:
+            for src in self.sources:
                 with contextlib.suppress(Exception):
-                    self.source.close()
+                    src.close()
             raise
-        kind = getattr(self.source, "kind", "")
+        live = [src for k, src in enumerate(self.sources) if k not in self._dead]
+        kind = getattr(live[0], "kind", "")
         self.prescale = (kind in ("video", "camera", "stream")) if prescale is None else bool(prescale)
         q = max(1, int(queue_size))
-        self._q1: Any = _Latest() if realtime else queue.Queue(q)
+        self._q1: Any = _Latest(len(self.sources)) if realtime else queue.Queue(q)
+        if realtime:
+            for k in self._dead:
+                self._q1.end(k)
         self._q2: queue.Queue = queue.Queue(q)
         self._q3: queue.Queue = queue.Queue(q)
         self._out: queue.Queue = queue.Queue(q)
@@ -228,11 +275,16 @@ class Stream:
         n = 1 + (1 if realtime else q) + self.workers
         if self.keep_images:
             n += 3 * q + 2 + (1 if frames else 0)
-        self._pool = FramePool(n)
+        self._pools = [FramePool(n) for _ in self.sources]  # a source's frames share one size
+        self._pool = self._pools[0]
+        self._live_captures = len(self.sources) - len(self._dead)
+        self._per = [{"processed": 0, "failed": 0, "people": 0, "dropped": {}, "latency": LatencyRing(8192)}
+                     for _ in self.sources]  # fmt: skip
         self._stop = threading.Event()
         self._force = threading.Event()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        self._captures: list[threading.Thread] = []
         self._started = False
         self._cv_held = False
         self._closed = False
@@ -255,11 +307,11 @@ class Stream:
         self._latency = LatencyRing()
         self.stats.threads = {
             "ort_intra_op": getattr(estimator, "threads", None),
-            "capture": 1,
+            "capture": len(self.sources) - len(self._dead),
             "capture_decode": (getattr(self.source, "decoder_threads", None) or getattr(self.source, "decode_threads", None)
                                or decode_threads),
             "inference_workers": self.workers,
-            "stages": 3 + self.workers,
+            "stages": 2 + len(self.sources) - len(self._dead) + self.workers,
             "frame_buffers": n,
             "prescale": self.prescale,
             "video_backend": getattr(self.source, "backend_used", None),
@@ -267,10 +319,19 @@ class Stream:
         }
 
     # -- set-up ---------------------------------------------------------------------------------
-    def _make_tracker(self, track: bool | None, smoothing: Any, max_age: int):
+    def _unique_names(self) -> None:
+        """Sources with the same name (the same file twice, two URLs ending alike) get ``#2``, ``#3``..."""
+        seen: dict[str, int] = {}
+        for src in self.sources:
+            name = getattr(src, "name", "")
+            n = seen[name] = seen.get(name, 0) + 1
+            if n > 1 and hasattr(src, "name"):
+                src.name = f"{name}#{n}"
+
+    def _make_tracker(self, track: bool | None, smoothing: Any, max_age: int, src: Any = None):
         auto = track is None
         if auto:
-            track = getattr(self.source, "kind", "") not in ("image", "folder")
+            track = getattr(src if src is not None else self.source, "kind", "") not in ("image", "folder")
         if not track:
             if smoothing is not None:
                 raise ValueError("smoothing needs tracking (track=True)")
@@ -296,12 +357,21 @@ class Stream:
         if self.opencv_threads is not None:
             OpenCVThreads.acquire(self.opencv_threads)
             self._cv_held = True
-        stages = [("capture", self._capture)] + [(f"infer{i}", self._infer) for i in range(self.workers)]
-        stages += [("decode", self._decode), ("sinks", self._sink)]
+        stages = [("decode", self._decode), ("sinks", self._sink)]
+        stages += [(f"infer{i}", self._infer) for i in range(self.workers)]
+        multi = len(self.sources) > 1
+        for k in range(len(self.sources)):
+            if k in self._dead:
+                continue
+            stages.append((f"capture{k}" if multi else "capture", lambda k=k: self._capture(k)))
         for name, fn in stages:
             t = threading.Thread(target=self._guard, args=(name, fn), name=f"edgepose-{name}", daemon=True)
             self._threads.append(t)
+            if name.startswith("capture"):
+                self._captures.append(t)
             t.start()
+        if not self._captures:  # every source is dead (cannot happen: refused in __init__)
+            self._q1.end(0) if self.realtime else self._put(self._q1, _END)
         return self
 
     def stop(self, force: bool = False) -> None:
@@ -313,9 +383,10 @@ class Stream:
             if self._force_t is None:
                 self._force_t = time.monotonic()
             self._force.set()
-        stop_src = getattr(self.source, "stop", None)
-        if stop_src is not None:
-            stop_src()
+        for src in self.sources:
+            stop_src = getattr(src, "stop", None)
+            if stop_src is not None:
+                stop_src()
 
     @property
     def stopping(self) -> bool:
@@ -375,21 +446,27 @@ class Stream:
                         self._got_end = True
                         break
                     self._release(item)
-                for t in self._threads[1:]:
-                    t.join()
-                self._threads[0].join(timeout=1.0)  # capture may sit in a blocking read; it is a daemon
+                for t in self._threads:
+                    if t not in self._captures:
+                        t.join()
+                for t in self._captures:
+                    t.join(timeout=1.0)  # a capture may sit in a blocking read; it is a daemon
         finally:
             for s in self.sinks:
                 try:
                     s.close()
                 except Exception as e:
                     self._count_sink_error(s, e, "close")
-            if self._threads and self._threads[0].is_alive():
-                # releasing a capture while another thread reads it can crash OpenCV: leave it to exit
-                log.warning("the capture is still blocked in a read; leaving it to its time-out")
-            else:
-                with contextlib.suppress(Exception):
-                    self.source.close()
+            blocked = {t.name for t in self._captures if t.is_alive()}
+            for k, src in enumerate(self.sources):
+                name = f"edgepose-capture{k}" if len(self.sources) > 1 else "edgepose-capture"
+                if name in blocked:
+                    # releasing a capture while another thread reads it can crash OpenCV: leave it to exit
+                    log.warning("the capture of %s is still blocked in a read; leaving it to its time-out",
+                                getattr(src, "name", k))  # fmt: skip
+                else:
+                    with contextlib.suppress(Exception):
+                        src.close()
             self._finish_stats()
             if self._cv_held:
                 self._cv_held = False
@@ -419,13 +496,15 @@ class Stream:
     def _release(self, item: _Item) -> None:
         if item.slot:
             item.slot = False
-            self._pool.release(item.frame.image if item.adopt else None)
+            self._pools[item.src].release(item.frame.image if item.adopt else None)
         item.frame.image = None
         item.frame.planes = None  # gives the decoder's picture back
 
     def _drop(self, item: _Item, reason: str) -> None:
         with self._lock:
             self.stats.dropped[reason] = self.stats.dropped.get(reason, 0) + 1
+            d = self._per[item.src]["dropped"]
+            d[reason] = d.get(reason, 0) + 1
         self._release(item)
 
     def _count_sink_error(self, sink: Any, e: BaseException, what: str = "write") -> None:
@@ -451,43 +530,49 @@ class Stream:
         self.stop(force=True)
 
     # -- stages -------------------------------------------------------------------------------------
-    def _capture(self) -> None:
-        src = self.source
+    def _capture(self, k: int = 0) -> None:
+        """Source ``k``'s capture thread (one per source)."""
+        src = self.sources[k]
+        pool = self._pools[k]
         delivered = 0
         try:
             while not self._stop.is_set():
                 if self.max_frames is not None and delivered >= self.max_frames:
                     self._max_reached = True
                     break
-                ok, buf = self._pool.acquire(self._force.is_set)
+                ok, buf = pool.acquire(self._force.is_set)
                 if not ok:
                     break
                 frame = src.read(buf) if buf is not None else src.read()
                 if frame is None:
-                    self._pool.release(None)
+                    pool.release(None)
                     break
                 now = time.perf_counter()
                 if self._t_first is None:
                     self._t_first = now - frame.read_ms / 1e3
                 delivered += 1
                 adopt = frame.image is not None and getattr(src, "kind", "") in ("video", "camera", "stream")
-                item = _Item(frame, slot=True, adopt=adopt, t_read=frame.captured or now)
+                item = _Item(frame, slot=True, adopt=adopt, t_read=frame.captured or now, src=k)
                 if self.realtime:
-                    old = self._q1.put(item)
+                    old = self._q1.put(k, item)
                     if old is not None:
                         self._drop(old, "realtime")
                 else:
                     self._put(self._q1, item)
         finally:
             if self.realtime:
-                self._q1.end()
+                self._q1.end(k)
             else:
-                self._put(self._q1, _END)
+                with self._lock:
+                    self._live_captures -= 1
+                    last = self._live_captures == 0
+                if last:
+                    self._put(self._q1, _END)
 
     def _capture_stuck(self) -> bool:
         """Forced to stop, and the capture has not ended 2 s later (a blocking read of a dead stream)."""
         t = self._force_t
-        return t is not None and time.monotonic() - t > 2.0 and self._threads[0].is_alive()
+        return t is not None and time.monotonic() - t > 2.0 and any(c.is_alive() for c in self._captures)
 
     def _take_next(self) -> Any:
         """The next frame for an inference worker, numbered in the order taken (or the end mark)."""
@@ -603,8 +688,9 @@ class Stream:
             warnings += item.warnings
             try:
                 t1 = time.perf_counter()
-                if self.tracker is not None:
-                    self.tracker.update(people, fr.timestamp)
+                tracker = self.trackers[item.src]
+                if tracker is not None:
+                    tracker.update(people, fr.timestamp)
                     item.timings["track"] = (time.perf_counter() - t1) * 1e3
                 size = item.box.src
             except Exception as e:
@@ -645,22 +731,30 @@ class Stream:
             except Exception as e:
                 self._count_sink_error(s, e)
         with self._lock:
+            per = self._per[item.src]
             if r.error is None:
                 self._latency.add(r.latency_ms)
+                per["latency"].add(r.latency_ms)
+                per["processed"] += 1
+                per["people"] += len(r.people)
                 self.stats.processed += 1
                 self.stats.people += len(r.people)
                 for k, v in r.timings.items():
                     self._stage_sum[k] = self._stage_sum.get(k, 0.0) + v
                 self._stage_n += 1
             else:
+                per["failed"] += 1
                 self.stats.failed += 1
                 if len(self.stats.failures) < 1000:
                     self.stats.failures.append((r.index, r.error))
         self._t_last = time.perf_counter()
 
     def _finish_stats(self) -> None:
-        st, src = self.stats, getattr(self.source, "stats", None)
-        if src is not None:
+        st = self.stats
+        if len(self.sources) > 1:
+            self._finish_multi()
+        src = getattr(self.source, "stats", None)
+        if src is not None and len(self.sources) == 1:
             st.read = src.read
             if src.corrupt:
                 st.dropped["corrupt"] = src.corrupt
@@ -676,11 +770,57 @@ class Stream:
         if self._stage_n:
             st.stage_ms = {k: v / self._stage_n for k, v in self._stage_sum.items()}
         st.latency_ms = self._latency.summary()
+        if len(self.sources) > 1:
+            st.source_ended = "; ".join(f"{n}: {d['source_ended'] or 'not started'}" for n, d in st.sources.items())
         if not st.accounted:  # a bug, or a capture still blocked in a read when forced to stop
             log.warning("frame accounting off: %s", st.to_dict())
 
 
-def stream(estimator: Estimator, source: Any, **kw: Any) -> Stream:
+    def _finish_multi(self) -> None:
+        """Several sources: the totals and ``stats.sources`` (one dict per source, by name)."""
+        st = self.stats
+        st.read = st.reopens = st.loops = 0
+        st.outage_s = 0.0
+        st.source_lost = False
+        for reason in ("corrupt", "outage"):
+            st.dropped.pop(reason, None)
+        for k, src in enumerate(self.sources):
+            ss = getattr(src, "stats", None)
+            per = self._per[k]
+            dropped = dict(per["dropped"])
+            d: dict[str, Any] = {"read": 0, "processed": per["processed"], "failed": per["failed"], "dropped": dropped,
+                                 "people": per["people"], "source_ended": "", "source_lost": False, "reopens": 0,
+                                 "outage_s": 0.0, "latency_ms": per["latency"].summary()}  # fmt: skip
+            if k in self._dead:
+                d.update(source_ended=f"cannot open: {self._dead[k]}", source_lost=True)
+            elif ss is not None:
+                for reason, n in (("corrupt", ss.corrupt), ("outage", getattr(ss, "outage", 0))):
+                    if n:
+                        dropped[reason] = n
+                        st.dropped[reason] = st.dropped.get(reason, 0) + n
+                d.update(read=ss.read, source_ended=ss.ended or ("stopped after the frames asked for" if self._max_reached
+                         else ""), source_lost=ss.lost, reopens=ss.reopens, outage_s=round(getattr(ss, "outage_s", 0.0), 3))  # fmt: skip
+                st.loops += ss.loops
+            st.read += d["read"]
+            st.reopens += d["reopens"]
+            st.outage_s += d["outage_s"]
+            st.source_lost = st.source_lost or d["source_lost"]
+            st.sources[getattr(src, "name", str(k))] = d
+
+
+class _DeadSource:
+    """Stands for a source that could not be opened (several sources: the others go on)."""
+
+    kind = "stream"
+
+    def __init__(self, name: str, error: str) -> None:
+        self.name, self.error = name, error
+
+    def close(self) -> None:
+        pass
+
+
+def stream(estimator: Estimator, source: Any = None, **kw: Any) -> Stream:
     """``Stream(estimator, source, **kw)``: iterate it for one :class:`FrameResult` per frame.
 
     Example:

@@ -68,6 +68,9 @@ class StreamStats:
             decoder to the moment its result was ready for the sinks, monotonic clock): ``p50``, ``p99``,
             ``mean``, ``max`` and ``n`` (over the last 65,536 frames).
         outage_s: seconds the source was down.
+        sources: with several sources, one dict per source name: ``read``, ``processed``, ``failed``,
+            ``dropped``, ``people``, ``source_ended``, ``source_lost``, ``reopens``, ``outage_s``,
+            ``latency_ms``.
     """
 
     read: int = 0
@@ -87,6 +90,7 @@ class StreamStats:
     failures: list[tuple[int, str]] = field(default_factory=list)
     latency_ms: dict[str, float] = field(default_factory=dict)
     outage_s: float = 0.0
+    sources: dict[str, dict] = field(default_factory=dict)
 
     @property
     def total_dropped(self) -> int:
@@ -115,7 +119,7 @@ class StreamStats:
             "elapsed_s": round(self.elapsed_s, 3), "fps": round(self.fps, 2),
             "stage_ms": {k: round(v, 3) for k, v in self.stage_ms.items()}, "threads": dict(self.threads),
             "interrupted": self.interrupted, "accounted": self.accounted, "latency_ms": dict(self.latency_ms),
-            "outage_s": round(self.outage_s, 3),
+            "outage_s": round(self.outage_s, 3), **({"sources": dict(self.sources)} if self.sources else {}),
         }  # fmt: skip
 
     def summary(self) -> str:
