@@ -50,6 +50,14 @@ system-deps:
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libpython$$v >/dev/null) \
 	      || echo "warning: could not install libpython$$v; the Triton tests will be skipped"; \
 	  else echo "note: install libpython$$v for the Triton tests (apt-get install libpython$$v)"; fi; }
+	@# a real RTSP server for tests/test_rtsp.py: GStreamer's, driven by the system Python (tests/rtsp_server.py)
+	@/usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import Gst; Gst.init(None); assert Gst.ElementFactory.find('x264enc')" 2>/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-gi \
+	      gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
+	      gstreamer1.0-plugins-ugly gstreamer1.0-libav >/dev/null) \
+	      || echo "warning: could not install GStreamer's RTSP server; the RTSP tests will be skipped"; \
+	  else echo "note: install python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-{base,good,bad,ugly} for the RTSP tests"; fi; }
 
 test: model system-deps triton-venv
 	$(VPY) -m pytest -q
