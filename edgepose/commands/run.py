@@ -54,13 +54,14 @@ def configure(p: argparse.ArgumentParser) -> None:
     st.add_argument("--video-backend", choices=("auto", "opencv", "pyav"), default="auto",
                     help="how video files are decoded: auto uses PyAV (extra `video`) for 4:2:0 files when no sink "
                     "needs full-size frames, so only the network-sized picture is converted to BGR (default auto)")  # fmt: skip
-    st.add_argument("--reconnect-tries", type=int, default=5, metavar="N",
-                    help="reopen a source that stops at most N times in a row (default 5; 0: never)")  # fmt: skip
+    st.add_argument("--reconnect-tries", type=int, default=15, metavar="N",
+                    help="reopen a source that stops at most N times in a row (default 15: about 15 s of "
+                    "patience with the default delays; 0: never)")  # fmt: skip
     st.add_argument("--reconnect-delay", type=float, default=0.5, metavar="S",
-                    help="first back-off before reopening, doubled each try up to 8 s (default 0.5)")  # fmt: skip
-    st.add_argument("--reconnect-max-delay", type=float, default=8.0, metavar="S",
-                    help="longest back-off between reopen attempts (default 8; a camera that comes back is "
-                    "picked up at most this long after)")  # fmt: skip
+                    help="first back-off before reopening, doubled each try up to --reconnect-max-delay (default 0.5)")  # fmt: skip
+    st.add_argument("--reconnect-max-delay", type=float, default=1.0, metavar="S",
+                    help="longest back-off between reopen attempts (default 1: a camera that comes back is "
+                    "picked up within about a second plus the time to open it)")  # fmt: skip
     st.add_argument("--timeout", type=float, default=10.0, metavar="S", help="open/read time-out of network streams (default 10)")
     st.add_argument("--rtsp-transport", choices=("auto", "udp", "tcp"), default="auto",
                     help="RTSP transport: udp, tcp (through firewalls and NAT) or auto (FFmpeg's choice) (default auto)")  # fmt: skip

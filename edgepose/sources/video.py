@@ -187,10 +187,10 @@ class Reconnect:
         max_delay: ... up to this many seconds.
     """
 
-    tries: int = 5
+    tries: int = 15
     delay: float = 0.5
     factor: float = 2.0
-    max_delay: float = 8.0
+    max_delay: float = 1.0  # a camera that comes back is picked up within ~1 s (+ opening it)
 
     def delays(self) -> Iterator[float]:
         d = self.delay
