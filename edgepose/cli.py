@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _is_user_error(e: Exception) -> bool:
     names = {"ExportError", "ModelError", "MetadataError", "ProviderUnavailable", "SourceError", "ImageError",
-             "CalibrationError", "ServerError", "RequestError", "FileNotFoundError", "ValueError", "ImportError", "ModuleNotFoundError"}  # fmt: skip
+             "CalibrationError", "PreviewError", "ServerError", "RequestError", "FileNotFoundError", "ValueError", "ImportError", "ModuleNotFoundError"}  # fmt: skip
     return any(c.__name__ in names for c in type(e).__mro__)
 
 

@@ -39,6 +39,8 @@ def configure(p: argparse.ArgumentParser) -> None:
                      "(needs the mqtt extra); {source} in TOPIC: one topic per source")  # fmt: skip
     out.add_argument("--mqtt-qos", type=int, choices=(0, 1, 2), default=0, help="MQTT quality of service (default 0)")
     out.add_argument("--stats-json", type=Path, help="write the run's counts, timings and threads as JSON")
+    out.add_argument("--preview", metavar="[HOST:]PORT", help="live view in the browser: rendered frames (MJPEG), "
+                     "people, fps and latency per source; loopback unless HOST is given (e.g. 0.0.0.0:8080)")  # fmt: skip
     st = p.add_argument_group("streaming")
     st.add_argument("--realtime", action="store_true", help="keep only the newest frame when inference falls "
                     "behind (drops are counted); files are read at their frame rate")  # fmt: skip
@@ -100,6 +102,11 @@ def _sinks(args: argparse.Namespace, kind: str, fps: float, multi: bool = False)
 
     made: list = []
     try:
+        if getattr(args, "preview", None) is not None:  # first: a port in use fails before anything else
+            from edgepose.preview import PreviewSink, parse_bind
+
+            made.append(PreviewSink(*parse_bind(args.preview)))
+            print(f"live view: {made[-1].url}", file=sys.stderr)
         if args.mqtt:  # first: an unreachable broker fails before any file is created
             made.append(MqttSink(*parse_mqtt_url(args.mqtt), qos=args.mqtt_qos))
         if args.json_dir:

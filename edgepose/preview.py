@@ -1,0 +1,387 @@
+"""Live view in the browser: ``edgepose run ... --preview [HOST:]PORT``.
+
+A sink that serves, from a standard-library HTTP server in a daemon thread (no extra dependency, no
+front-end build):
+
+* ``/``: a small page with one card per source: its rendered frames (MJPEG), people, fps and
+  latency (p50), refreshed from ``/stats.json`` by a few lines of inline JavaScript;
+* ``/stream/<source>.mjpg``: ``multipart/x-mixed-replace`` JPEG frames with the skeletons drawn
+  (:func:`edgepose.sinks.render`), at most ``max_fps`` per source;
+* ``/stats.json``: per source frames, people, fps, latency p50, viewers;
+* ``/latest.json``: the latest frame of any source as :func:`edgepose.sinks.frame_record`;
+  ``/latest/<source>.json`` per source.
+
+``<source>`` is the source's :func:`edgepose.sinks.source_slug`. Nothing is copied, drawn or
+encoded unless someone watches a source's stream: :meth:`PreviewSink.consume` then hands the
+frame (shrunk to ``max_width``) to a one-slot holder per source, replacing any frame not yet sent,
+and the viewer's HTTP thread draws and encodes it (once per frame, however many viewers). Without
+viewers a frame costs a few counters.
+
+The server listens on loopback unless another address is given explicitly; the socket is bound
+when the sink is made, so a port in use fails before the stream starts.
+
+Example:
+    >>> sink = PreviewSink(port=8080)  # doctest: +SKIP
+    >>> print(sink.url)  # doctest: +SKIP
+    http://127.0.0.1:8080/
+"""
+
+from __future__ import annotations
+
+import errno
+import html
+import json
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import cv2
+import numpy as np
+
+from edgepose.results import FrameResult
+from edgepose.sinks import frame_record, render, source_slug
+
+log = logging.getLogger(__name__)
+
+__all__ = ["PreviewSink", "PreviewError", "parse_bind", "BOUNDARY"]
+
+#: the MJPEG part boundary
+BOUNDARY = "edgepose-frame"
+LOOPBACK = "127.0.0.1"
+
+
+class PreviewError(OSError):
+    """The preview server cannot listen (port in use, address not on this machine)."""
+
+
+def parse_bind(text: str | int) -> tuple[str, int]:
+    """``[HOST:]PORT`` -> ``(host, port)``; the host is loopback unless given (``[::1]:8080`` for IPv6).
+
+    Example:
+        >>> parse_bind("8080")
+        ('127.0.0.1', 8080)
+        >>> parse_bind("0.0.0.0:8080")
+        ('0.0.0.0', 8080)
+    """
+    text = str(text).strip()
+    host, port = LOOPBACK, text
+    if text.startswith("["):  # [v6]:port
+        host, _, port = text[1:].partition("]")
+        port = port.lstrip(":")
+    elif ":" in text:
+        host, _, port = text.rpartition(":")
+    try:
+        n = int(port)
+    except ValueError:
+        raise ValueError(f"--preview {text!r}: expected [HOST:]PORT, e.g. 8080 or 0.0.0.0:8080") from None
+    if not 0 <= n <= 65535 or not host:
+        raise ValueError(f"--preview {text!r}: expected [HOST:]PORT with a port from 0 to 65535")
+    return host, n
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True  # a restart right after a stop must not wait for TIME_WAIT
+
+    def __init__(self, address, handler, sink: PreviewSink) -> None:
+        if ":" in address[0]:
+            import socket
+
+            self.address_family = socket.AF_INET6
+        self.sink = sink
+        super().__init__(address, handler)
+
+
+class _Slot:
+    """One source: its latest result and, while watched, its latest frame (one slot, never a queue)."""
+
+    def __init__(self, source: str, slug: str) -> None:
+        self.source, self.slug = source, slug
+        self.cond = threading.Condition()
+        self.viewers = 0
+        self.frame: np.ndarray | None = None  # shrunk BGR frame waiting to be drawn
+        self.frame_result: FrameResult | None = None
+        self.seq = 0  # bumped for each frame handed over
+        self.jpeg: bytes | None = None
+        self.jpeg_seq = -1
+        self.encode_lock = threading.Lock()
+        self.last_handed = 0.0
+        self.frames = 0
+        self.encoded = 0
+        self.people = 0
+        self.record: dict | None = None
+        self.result: FrameResult | None = None
+        self.times: deque[float] = deque(maxlen=64)
+        self.latencies: deque[float] = deque(maxlen=100)
+
+    def stats(self, now: float) -> dict:
+        t = [x for x in self.times if now - x <= 5.0]
+        fps = (len(t) - 1) / (t[-1] - t[0]) if len(t) > 1 and t[-1] > t[0] else 0.0
+        lat = float(np.median(self.latencies)) if self.latencies else None
+        return {"source": self.source, "slug": self.slug, "frames": self.frames, "people": self.people,
+                "fps": round(fps, 2), "latency_p50_ms": None if lat is None else round(lat, 1),
+                "viewers": self.viewers, "encoded": self.encoded,
+                "stream": f"/stream/{self.slug}.mjpg", "latest": f"/latest/{self.slug}.json"}  # fmt: skip
+
+
+def _scaled(result: FrameResult, s: float) -> FrameResult:
+    if s == 1.0:
+        return result
+    people = []
+    for p in result.people:
+        kp = p.keypoints.copy()
+        kp[:, :2] *= s
+        people.append(replace(p, keypoints=kp))
+    return replace(result, people=people)
+
+
+class PreviewSink:
+    """Serve a live view of the stream over HTTP (see the module docstring for the routes).
+
+    Args:
+        host: address to listen on (default loopback; ``0.0.0.0`` makes it reachable from the network).
+        port: TCP port; 0 picks a free one (see :attr:`port` / :attr:`url`).
+        max_fps: JPEG frames per second per source at most.
+        max_width: frames wider than this are shrunk before drawing and encoding.
+        quality: JPEG quality.
+
+    Raises:
+        PreviewError: the address cannot be bound (e.g. the port is in use).
+    """
+
+    needs_image = True
+
+    def __init__(self, host: str = LOOPBACK, port: int = 8080, *, max_fps: float = 10.0, max_width: int = 960,
+                 quality: int = 80) -> None:  # fmt: skip
+        self.max_fps, self.max_width, self.quality = max_fps, max_width, quality
+        self.slots: dict[str, _Slot] = {}
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._latest: dict | None = None
+        self._started = time.monotonic()
+        try:
+            self.server = _Server((host, int(port)), _Handler, self)
+        except OSError as e:
+            why = (
+                "the port is in use (choose another: --preview PORT)"
+                if e.errno == errno.EADDRINUSE
+                else e.strerror or e
+            )
+            raise PreviewError(f"cannot serve the live view on {host}:{port}: {why}") from e
+        self.host = host
+        self.port = int(self.server.server_address[1])
+        shown = f"[{host}]" if ":" in host else host
+        if host in ("0.0.0.0", "::", ""):
+            shown = "localhost"
+        self.url = f"http://{shown}:{self.port}/"
+        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2},
+                                        name="edgepose-preview", daemon=True)  # fmt: skip
+        self._thread.start()
+        if host not in (LOOPBACK, "localhost", "::1"):
+            log.warning("live view listens on %s:%d: reachable from the network, without authentication",
+                        host, self.port)  # fmt: skip
+
+    # -- the stream's side ---------------------------------------------------------------------------
+    def _slot(self, source: str) -> _Slot:
+        slug = source_slug(source)
+        with self._lock:
+            slot = self.slots.get(slug)
+            if slot is None:
+                slot = self.slots[slug] = _Slot(source, slug)
+            elif slot.source != source and not slot.frames:  # made by a viewer who came first
+                slot.source = source
+            return slot
+
+    def consume(self, result: FrameResult, image: np.ndarray | None) -> None:
+        """Count the frame; when someone watches this source and a frame is due, hand it over."""
+        slot = self._slot(result.source)
+        now = time.monotonic()
+        slot.frames += 1
+        slot.times.append(now)
+        slot.people = len(result.people)
+        if result.latency_ms is not None:
+            slot.latencies.append(float(result.latency_ms))
+        slot.result = result
+        slot.record = None  # made when asked for
+        self._latest_slot = slot
+        if (slot.viewers and image is not None and result.ok
+                and now - slot.last_handed >= 1.0 / self.max_fps):  # fmt: skip
+            h, w = image.shape[:2]
+            s = min(1.0, self.max_width / w)
+            small = (
+                cv2.resize(image, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA) if s < 1 else image.copy()
+            )
+            with slot.cond:
+                slot.frame, slot.frame_result = small, _scaled(result, s)
+                slot.seq += 1
+                slot.last_handed = now
+                slot.cond.notify_all()
+
+    def close(self) -> None:
+        """Stop the server (viewers' streams end); idempotent."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        for slot in list(self.slots.values()):
+            with slot.cond:
+                slot.cond.notify_all()
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> PreviewSink:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- the server's side ---------------------------------------------------------------------------
+    def stats(self) -> dict:
+        now = time.monotonic()
+        return {"uptime_s": round(now - self._started, 1),
+                "sources": {s.slug: s.stats(now) for s in list(self.slots.values()) if s.frames}}  # fmt: skip
+
+    def latest(self, slug: str | None = None) -> dict | None:
+        slot = self.slots.get(slug) if slug else getattr(self, "_latest_slot", None)
+        if slot is None or slot.result is None:
+            return None
+        rec = slot.record
+        if rec is None:
+            rec = slot.record = frame_record(slot.result)
+        return rec
+
+    def jpeg(self, slot: _Slot, after: int, timeout: float = 1.0) -> tuple[int, bytes | None]:
+        """Wait (up to ``timeout``) for a frame newer than ``after``; ``(seq, jpeg)``, jpeg None on time-out."""
+        with slot.cond:
+            if slot.seq <= after and not self._closed.is_set():
+                slot.cond.wait(timeout)
+            seq, frame, res = slot.seq, slot.frame, slot.frame_result
+        if seq <= after or frame is None:
+            return after, None
+        with slot.encode_lock:  # one encoding per frame, however many viewers
+            if slot.jpeg_seq != seq:
+                ok, buf = cv2.imencode(".jpg", render(frame, res), [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+                if not ok:
+                    return seq, None
+                slot.jpeg, slot.jpeg_seq = buf.tobytes(), seq
+                slot.encoded += 1
+            return slot.jpeg_seq, slot.jpeg
+
+    def page(self) -> str:
+        cards = "".join(_CARD.format(slug=html.escape(s.slug), source=html.escape(s.source))
+                        for s in list(self.slots.values()) if s.frames)  # fmt: skip
+        return _PAGE.replace("{cards}", cards)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    server_version = "edgepose-preview"
+
+    def log_message(self, fmt, *args) -> None:  # requests to the debug log, not stderr
+        log.debug("%s " + fmt, self.address_string(), *args)
+
+    def _send(self, body: bytes, ctype: str, status: int = 200) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _json(self, obj, status: int = 200) -> None:
+        self._send(json.dumps(obj, separators=(",", ":")).encode(), "application/json", status)
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        sink = self.server.sink
+        path = self.path.split("?", 1)[0]
+        if path in ("/", "/index.html"):
+            self._send(sink.page().encode(), "text/html; charset=utf-8")
+        elif path == "/stats.json":
+            self._json(sink.stats())
+        elif path == "/latest.json":
+            rec = sink.latest()
+            self._json(rec if rec is not None else {"error": "no frame yet"}, 200 if rec is not None else 404)
+        elif path.startswith("/latest/") and path.endswith(".json"):
+            rec = sink.latest(path[len("/latest/") : -len(".json")])
+            self._json(rec if rec is not None else {"error": "no such source"}, 200 if rec is not None else 404)
+        elif path.startswith("/stream/") and path.endswith(".mjpg"):
+            self._mjpeg(path[len("/stream/") : -len(".mjpg")])
+        else:
+            self._json({"error": "not found"}, 404)
+
+    def _mjpeg(self, slug: str) -> None:
+        sink = self.server.sink
+        deadline = time.monotonic() + 10.0  # a viewer may come before the source's first frame
+        while slug not in sink.slots and time.monotonic() < deadline and not sink._closed.is_set():
+            time.sleep(0.05)
+        slot = sink.slots.get(slug)
+        if slot is None:
+            self._json({"error": f"no source {slug!r}"}, 404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        with slot.cond:
+            slot.viewers += 1
+        seq = -1
+        try:
+            while not sink._closed.is_set():
+                seq, jpg = sink.jpeg(slot, seq)
+                if jpg is None:
+                    continue
+                self.wfile.write(
+                    f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpg)}\r\n\r\n".encode()
+                )
+                self.wfile.write(jpg)
+                self.wfile.write(b"\r\n")
+                self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the viewer went away
+        finally:
+            with slot.cond:
+                slot.viewers -= 1
+        self.close_connection = True
+
+
+_CARD = """<figure data-slug="{slug}"><img src="/stream/{slug}.mjpg" alt="{source}">
+<figcaption><b>{source}</b> <span class="st">…</span></figcaption></figure>
+"""
+
+_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>edgepose live view</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>
+body{font:14px system-ui,sans-serif;margin:1em;background:#111;color:#ddd}
+h1{font-size:1.2em;margin:0 0 .6em}
+main{display:flex;flex-wrap:wrap;gap:1em}
+figure{margin:0;background:#222;padding:.5em;border-radius:6px;max-width:100%}
+img{display:block;max-width:min(960px,95vw);background:#000;min-height:120px}
+figcaption{margin-top:.4em}.st{color:#9c9;margin-left:.6em}
+a{color:#8bf}
+</style></head><body>
+<h1>edgepose live view <small>(<a href="/stats.json">stats</a>, <a href="/latest.json">latest frame</a>)</small></h1>
+<main id="cams">
+{cards}</main>
+<script>
+async function tick(){
+  try{
+    const s=await (await fetch('/stats.json',{cache:'no-store'})).json();
+    for(const [slug,v] of Object.entries(s.sources)){
+      let f=document.querySelector('figure[data-slug="'+CSS.escape(slug)+'"]');
+      if(!f){f=document.createElement('figure');f.dataset.slug=slug;
+        f.innerHTML='<img><figcaption><b></b> <span class="st"></span></figcaption>';
+        f.querySelector('img').src=v.stream;f.querySelector('b').textContent=v.source;
+        document.getElementById('cams').appendChild(f);}
+      f.querySelector('.st').textContent=v.people+' people · '+v.fps.toFixed(1)+' fps · latency p50 '+
+        (v.latency_p50_ms==null?'–':v.latency_p50_ms.toFixed(0)+' ms');
+    }
+  }catch(e){}
+}
+tick();setInterval(tick,1000);
+</script></body></html>
+"""
