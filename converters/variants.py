@@ -118,6 +118,19 @@ DEFAULT_KEEP_FLOAT: tuple[str, ...] = (
 #: the multiply-adds.
 FP16_KEEP_FLOAT: tuple[str, ...] = (r"^MobilenetV1/Conv2d_[01][_/]",)
 
+#: (activation type, reduce_range) -> which CPUs the int8 model suits, written to its metadata
+#: (``quant_kernels``). ONNX Runtime's u8s8 kernels for x86 CPUs without VNNI (AVX2 only) add pairs
+#: of u8*s8 products in 16 bits with saturation (vpmaddubsw); on this project's AVX2-only host the
+#: u8 model lost 0.014 AP against fp32 (0.005 of it in those kernels), the s8 model 0.008, the
+#: 7-bit (reduce_range) one 0.015 (docs/boards.md, tools/check_boards.py).
+INT8_KERNELS: dict[tuple[str, bool], str] = {
+    ("u8", False): "u8s8: for x86 with AVX512-VNNI/AVX-VNNI (fastest there) and arm64; on x86 with AVX2 only "
+                   "ONNX Runtime's u8s8 kernels can saturate: build with --activation-type s8 for such CPUs",
+    ("u8", True): "u8s8 with 7-bit weights: no saturation on x86 without VNNI, at a cost in accuracy",
+    ("s8", False): "s8s8: no saturation on any CPU (x86 AVX2, arm64); slower than u8s8 on x86 with VNNI",
+    ("s8", True): "s8s8 with 7-bit weights",
+}  # fmt: skip
+
 #: frames used for the post-export check (taken evenly from the calibration set)
 CHECK_FRAMES = 8
 #: frames used to measure per-channel ranges for the equalization
@@ -516,6 +529,7 @@ def build_int8(
         "quant_format": "QDQ",
         "quant_weights": "int8 symmetric per-channel" + (" (7-bit, reduce_range)" if reduce_range else ""),
         "quant_activations": ("uint8 asymmetric" if activation_type == "u8" else "int8") + " per-tensor",
+        "quant_kernels": INT8_KERNELS[activation_type, bool(reduce_range)],
         "calibration_method": method,
         "calibration_frames": str(len(cset)),
         "calibration_real_frames": str(cset.real),
@@ -637,7 +651,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         choices=["u8", "s8"],
         default="u8",
         help="int8 activations (default %(default)s: the u8s8 VNNI path; s8s8 has no fast x86 kernel, "
-        "it ran at 0.94x of fp32 here)",
+        "it ran at 0.94x of fp32 here; s8 for x86 CPUs without VNNI, whose u8s8 kernels saturate)",
     )
     p.add_argument(
         "--reduce-range", action="store_true", help="int8: 7-bit weights (for CPUs without VNNI; costs accuracy)"

@@ -112,6 +112,7 @@ def test_int8_is_qdq_per_channel_with_calibration_metadata(int8_model):
     assert len(per_channel) == n_convs - len(float_convs) > 50
     assert props["variant"] == "int8"
     assert props["calibration_method"] == "percentile"
+    assert props["quant_kernels"].startswith("u8s8") and "--activation-type s8" in props["quant_kernels"]
     assert props["calibration_frames"] == str(CALIB_FRAMES)
     assert len(props["calibration_sha256"]) == 64
     assert json.loads(props["calibration_sources"]) == {IMAGES.name: 19, VIDEO.name: 72}
