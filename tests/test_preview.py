@@ -106,7 +106,7 @@ def test_live_view_of_a_stream(estimator):
     t = threading.Thread(target=client, daemon=True)
     t.start()
     time.sleep(0.2)
-    with Stream(estimator, str(VIDEO), sinks=[sink], max_frames=120, realtime=True) as stream:
+    with Stream(estimator, str(VIDEO), sinks=[sink], max_frames=300, realtime=True, loop=True) as stream:
         for _ in stream:
             if not t.is_alive():
                 break
