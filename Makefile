@@ -63,7 +63,7 @@ test: model system-deps triton-venv
 	$(VPY) -m pytest -q
 
 lint: venv
-	$(VPY) -m ruff check edgepose converters tests benchmarks
+	$(VPY) -m ruff check edgepose converters tests benchmarks tools
 
 FP16    := $(MODEL:.onnx=.fp16.onnx)
 INT8    := $(MODEL:.onnx=.int8.onnx)
