@@ -358,9 +358,9 @@ _PAGE = """<!doctype html>
 <style>
 body{font:14px system-ui,sans-serif;margin:1em;background:#111;color:#ddd}
 h1{font-size:1.2em;margin:0 0 .6em}
-main{display:flex;flex-wrap:wrap;gap:1em}
-figure{margin:0;background:#222;padding:.5em;border-radius:6px;max-width:100%}
-img{display:block;max-width:min(960px,95vw);background:#000;min-height:120px}
+main{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(480px,100%),1fr));gap:1em;max-width:1940px}
+figure{margin:0;background:#222;padding:.5em;border-radius:6px}
+img{display:block;width:100%;max-width:960px;background:#000;min-height:120px}
 figcaption{margin-top:.4em}.st{color:#9c9;margin-left:.6em}
 a{color:#8bf}
 </style></head><body>
