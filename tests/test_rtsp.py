@@ -221,7 +221,9 @@ def test_several_cameras_in_one_process(cli, model_path, tmp_path):
     out = tmp_path / "out"
     with RtspServer(mounts="cam0,cam1") as srv:
         dead = f"rtsp://127.0.0.1:{free_port()}/cam9"
-        code, stdout, stderr = cli("run", *srv.urls, dead, "--model", model_path, *SMALL, "--realtime",
+        # the default input size: inference, not the cameras' decoding, is the bottleneck, so both
+        # cameras always have a newest frame waiting and the turns can be checked
+        code, stdout, stderr = cli("run", *srv.urls, dead, "--model", model_path, "--realtime",
                                    "--max-frames", "100", "--timeout", "3", "--jsonl", out / "p.jsonl",
                                    "--json-dir", out / "json", "--render", out / "r.mp4",
                                    "--stats-json", out / "stats.json")  # fmt: skip
@@ -239,8 +241,13 @@ def test_several_cameras_in_one_process(cli, model_path, tmp_path):
     stats = json.loads((out / "stats.json").read_text())
     assert stats["accounted"] and set(stats["sources"]) == {*srv.urls, dead}
     assert stats["sources"][dead]["source_lost"] and "connection refused" in stats["sources"][dead]["source_ended"]
-    n = [stats["sources"][u]["processed"] for u in srv.urls]
-    assert min(n) >= 0.5 * max(n), n  # fair turns (the benchmark measures the 0.8x target)
+    # fair turns while every camera is delivering: from when the last one opened (on a busy machine
+    # one may open later than the other) ...
+    # and until the first one stops (--max-frames counts each camera's frames, so one may end first)
+    start = max(next(i for i, r in enumerate(recs) if r["source"] == u) for u in srv.urls)
+    stop = min(max(i for i, r in enumerate(recs) if r["source"] == u) for u in srv.urls)
+    n = [sum(r["source"] == u for r in recs[start : stop + 1]) for u in srv.urls]
+    assert min(n) >= 0.5 * max(n), n
     assert "cam9" in stdout and "(LOST)" in stdout
 
 
