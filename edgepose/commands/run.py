@@ -155,10 +155,29 @@ def _choose_workers(args: argparse.Namespace, kind: str) -> None:
         args.workers = max(1, min(2, cores // max(1, args.threads)))
 
 
+def _smoothing(args: argparse.Namespace):
+    """One-Euro smoothing from the options, or None."""
+    if not args.smooth:
+        return None
+    if args.no_track:
+        raise ValueError("--smooth needs tracking (drop --no-track)")
+    from edgepose.tracking import Smoothing
+
+    return Smoothing(min_cutoff=args.smooth_min_cutoff, beta=args.smooth_beta)
+
+
+def _reconnect(args: argparse.Namespace):
+    """The reopening policy from the options."""
+    from edgepose.sources import Reconnect
+
+    return Reconnect(tries=max(0, args.reconnect_tries), delay=max(0.0, args.reconnect_delay),
+                     max_delay=max(0.0, args.reconnect_max_delay))  # fmt: skip
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from edgepose.sources import Reconnect, classify, open_source
+    from edgepose.sources import classify, open_source
     from edgepose.stream import DROP_REASONS, Stream, stop_on_signals
     from edgepose.tune.profile import apply_to_args
 
@@ -177,15 +196,8 @@ def run(args: argparse.Namespace) -> int:
         _choose_workers(args, kind)
     if args.workers < (0 if args.server else 1) or args.queue_size < 1:
         raise ValueError("--workers and --queue-size must be at least 1")
-    smoothing = None
-    if args.smooth:
-        if args.no_track:
-            raise ValueError("--smooth needs tracking (drop --no-track)")
-        from edgepose.tracking import Smoothing
-
-        smoothing = Smoothing(min_cutoff=args.smooth_min_cutoff, beta=args.smooth_beta)
-    reconnect = Reconnect(tries=max(0, args.reconnect_tries), delay=max(0.0, args.reconnect_delay),
-                          max_delay=max(0.0, args.reconnect_max_delay))  # fmt: skip
+    smoothing = _smoothing(args)
+    reconnect = _reconnect(args)
     source = open_source(args.source, loop=args.loop, pace=args.realtime, reconnect=reconnect, timeout_s=args.timeout,
                          decode_threads=args.decode_threads, backend=args.video_backend,
                          rtsp_transport=args.rtsp_transport)  # fmt: skip
@@ -273,7 +285,7 @@ def _run_many(args: argparse.Namespace, specs: list[str]) -> int:
     """Several videos, cameras or URLs: one stream with one capture thread per source."""
     from tqdm import tqdm
 
-    from edgepose.sources import Reconnect, classify
+    from edgepose.sources import classify
     from edgepose.stream import DROP_REASONS, Stream, stop_on_signals
 
     kinds = [classify(s) for s in specs]  # a missing path is an error before anything starts
@@ -284,13 +296,7 @@ def _run_many(args: argparse.Namespace, specs: list[str]) -> int:
     if args.max_frames is not None and args.max_frames < 1:
         raise ValueError("--max-frames must be at least 1")
     _choose_workers(args, kinds[0])
-    smoothing = None
-    if args.smooth:
-        if args.no_track:
-            raise ValueError("--smooth needs tracking (drop --no-track)")
-        from edgepose.tracking import Smoothing
-
-        smoothing = Smoothing(min_cutoff=args.smooth_min_cutoff, beta=args.smooth_beta)
+    smoothing = _smoothing(args)
     est = estimator_from_args(args)
     print(f"model {est.model_path.name} on {', '.join(est.providers)}, input budget {est.budget[0]}x{est.budget[1]}, "
           f"{len(specs)} sources, {args.workers} inference worker(s) x {est.threads} threads", file=sys.stderr)  # fmt: skip
@@ -299,8 +305,7 @@ def _run_many(args: argparse.Namespace, specs: list[str]) -> int:
     except ConnectionError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    reconnect = Reconnect(tries=max(0, args.reconnect_tries), delay=max(0.0, args.reconnect_delay),
-                          max_delay=max(0.0, args.reconnect_max_delay))  # fmt: skip
+    reconnect = _reconnect(args)
     stream = Stream(est, sources=specs, realtime=args.realtime, sinks=sinks, track=False if args.no_track else None,
                     smoothing=smoothing, max_age=args.track_max_age, max_frames=args.max_frames, loop=args.loop,
                     queue_size=args.queue_size, workers=args.workers, reconnect=reconnect, timeout_s=args.timeout,
