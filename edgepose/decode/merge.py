@@ -33,6 +33,8 @@ Example:
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from edgepose.layouts import Layout
@@ -40,6 +42,7 @@ from edgepose.layouts import Layout
 __all__ = ["MapAverager", "flip_channels", "sample_axis"]
 
 
+@functools.lru_cache(maxsize=16)
 def flip_channels(layout: Layout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Channel bookkeeping for mirroring a flipped run back.
 
@@ -69,6 +72,8 @@ def flip_channels(layout: Layout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         paf_src[cx], paf_src[cy] = fx, fy
         paf_sign[cx] = -sgn[j]  # x points the other way in a mirror
         paf_sign[cy] = sgn[j]
+    for a in (hm_src, paf_src, paf_sign):  # cached per layout (every flipped frame asks): shared, read-only
+        a.flags.writeable = False
     return hm_src, paf_src, paf_sign
 
 
@@ -129,7 +134,6 @@ class MapAverager:
         else:
             self.hm, self.paf = np.zeros(shapes[0], np.float32), np.zeros(shapes[1], np.float32)
         self.count = 0
-        self._flip: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def add(self, hm: np.ndarray, paf: np.ndarray, resized: tuple[int, int], flipped: bool = False) -> None:
         """Add one run: ``hm`` (P+1, h, w) and ``paf`` (2L, h, w) from the frame resized to ``resized``
@@ -142,9 +146,7 @@ class MapAverager:
         y0, y1, wy = sample_axis(H, vh, self.ref_scale[1], sy, s, resized[1])
         x0, x1, wx = sample_axis(W, vw, self.ref_scale[0], sx, s, resized[0], flipped)
         if flipped:
-            if self._flip is None:
-                self._flip = flip_channels(self.layout)
-            hm_src, paf_src, paf_sign = self._flip
+            hm_src, paf_src, paf_sign = flip_channels(self.layout)
             self._accumulate(self.hm, hm, hm_src, None, y0, y1, wy, x0, x1, wx)
             self._accumulate(self.paf, paf, paf_src, paf_sign, y0, y1, wy, x0, x1, wx)
         else:
