@@ -33,6 +33,7 @@ import contextlib
 import io
 import json
 import logging
+import platform
 import re
 import sys
 import tempfile
@@ -56,6 +57,7 @@ from converters.calibration import (
 from converters.common import ExportError, check_writable, cli_main, require, save_atomic, stamp_versions, step
 from converters.equalize import channel_stats, equalization_sites, equalize_ranges, fold_depthwise_1x1
 from converters.metadata import get_props, set_metadata, sha256_file
+from edgepose.cpu import has_vnni, int8_weight_type, is_x86
 from edgepose.meta import HEATMAPS, INPUT, PAFS, MetadataError, ModelMeta
 
 log = logging.getLogger(__name__)
@@ -91,7 +93,7 @@ VARIANTS: dict[str, VariantSpec] = {
     "int8": VariantSpec(
         "int8", "static int8 QDQ, per-channel weights, uint8 activations calibrated on real frames (CPU, TensorRT int8)",
         ("calib", "calib_frames", "augment", "method", "fixed_shape", "keep_float", "no_equalize", "alpha",
-         "activation_type", "reduce_range", "threads", "tolerance"),
+         "activation_type", "weight_type", "reduce_range", "threads", "tolerance"),
         (0.75, 0.02),
     ),
 }  # fmt: skip
@@ -118,17 +120,22 @@ DEFAULT_KEEP_FLOAT: tuple[str, ...] = (
 #: the multiply-adds.
 FP16_KEEP_FLOAT: tuple[str, ...] = (r"^MobilenetV1/Conv2d_[01][_/]",)
 
-#: (activation type, reduce_range) -> which CPUs the int8 model suits, written to its metadata
-#: (``quant_kernels``). ONNX Runtime's u8s8 kernels for x86 CPUs without VNNI (AVX2 only) add pairs
-#: of u8*s8 products in 16 bits with saturation (vpmaddubsw); on this project's AVX2-only host the
-#: u8 model lost 0.014 AP against fp32 (0.005 of it in those kernels), the s8 model 0.008, the
-#: 7-bit (reduce_range) one 0.015 (docs/boards.md, tools/check_boards.py).
-INT8_KERNELS: dict[tuple[str, bool], str] = {
-    ("u8", False): "u8s8: for x86 with AVX512-VNNI/AVX-VNNI (fastest there) and arm64; on x86 with AVX2 only "
-                   "ONNX Runtime's u8s8 kernels can saturate: build with --activation-type s8 for such CPUs",
-    ("u8", True): "u8s8 with 7-bit weights: no saturation on x86 without VNNI, at a cost in accuracy",
-    ("s8", False): "s8s8: no saturation on any CPU (x86 AVX2, arm64); slower than u8s8 on x86 with VNNI",
-    ("s8", True): "s8s8 with 7-bit weights",
+#: (activation type, weight type, reduce_range) -> which CPUs the int8 model suits, written to its
+#: metadata (``quant_kernels``). ONNX Runtime's u8s8 kernels for x86 CPUs without VNNI (AVX2 only) add
+#: pairs of u8*s8 products in 16 bits with saturation (vpmaddubsw); on this project's AVX2-only host
+#: the u8s8 model lost 0.014 AP against fp32 (0.005 of it in those kernels), the s8s8 one 0.008 (but
+#: ran slower than fp32), the 7-bit (reduce_range) one 0.015, the u8u8 one 0.001 (docs/boards.md,
+#: edgepose/cpu.py).
+INT8_KERNELS: dict[tuple[str, str, bool], str] = {
+    ("u8", "s8", False): "u8s8: for x86 with AVX512-VNNI/AVX-VNNI (fastest there) and arm64; on x86 with AVX2 only "
+                         "ONNX Runtime's u8s8 kernels can saturate: build with --weight-type u8 for such CPUs",
+    ("u8", "u8", False): "u8u8: for x86 with AVX2 and no VNNI (exact there, faster than fp32); also exact on "
+                         "arm64 and VNNI CPUs, where u8s8 is faster",
+    ("u8", "s8", True): "u8s8 with 7-bit weights: no saturation on x86 without VNNI, at a cost in accuracy",
+    ("u8", "u8", True): "u8u8 with 7-bit weights",
+    ("s8", "s8", False): "s8s8: no saturation on any CPU (x86 AVX2, arm64); slower than fp32 on x86 with or "
+                         "without VNNI",
+    ("s8", "s8", True): "s8s8 with 7-bit weights",
 }  # fmt: skip
 
 #: frames used for the post-export check (taken evenly from the calibration set)
@@ -411,6 +418,7 @@ def build_int8(
     equalize: bool = True,
     alpha: float | None = None,
     activation_type: str = "u8",
+    weight_type: str = "auto",
     reduce_range: bool = False,
     threads: int | None = None,
     tolerance: tuple[float, float] | None = None,
@@ -433,6 +441,9 @@ def build_int8(
         alpha: activation weight of the equalization trade-off, or None to search it per conv
             (see :func:`converters.equalize.equalize_ranges`).
         activation_type: ``u8`` (uint8 activations: the fast u8s8 path of x86 VNNI) or ``s8``.
+        weight_type: ``s8`` (int8 weights: u8s8, the fast path of VNNI CPUs and arm64), ``u8`` (u8u8:
+            exact on x86 CPUs without VNNI, where u8s8 saturates; needs ``u8`` activations) or ``auto``
+            (the one for the CPU converting: :func:`edgepose.cpu.int8_weight_type`).
         reduce_range: 7-bit weights (for CPUs without VNNI whose u8s8 kernels can saturate).
         threads: CPU threads for calibration and the check.
         tolerance: ``(max, mean)`` |diff| allowed vs fp32 (default :data:`VARIANTS` ``["int8"]``).
@@ -450,6 +461,12 @@ def build_int8(
         raise VariantError(f"unknown calibration method {method!r}; choose from {', '.join(METHODS)}")
     if activation_type not in ("u8", "s8"):
         raise VariantError(f"activation type must be u8 or s8, not {activation_type!r}")
+    if weight_type not in ("auto", "u8", "s8"):
+        raise VariantError(f"weight type must be auto, u8 or s8, not {weight_type!r}")
+    if weight_type == "auto":
+        weight_type = "s8" if activation_type == "s8" else int8_weight_type()
+    if (activation_type, weight_type) == ("s8", "u8"):
+        raise VariantError("s8 activations with u8 weights: ONNX Runtime has no such kernels (u8u8, u8s8 and s8s8 only)")
     fixed = parse_shape(fixed_shape) if isinstance(fixed_shape, str) else fixed_shape
     model_path = Path(model_path)
     out = check_writable(Path(out) if out else default_out(model_path, "int8"))
@@ -519,6 +536,9 @@ def build_int8(
                 reader.close()
         log.debug("onnxruntime.quantization said: %s", chatter.getvalue().strip()[-2000:])
         qmodel = onnx.load(str(qout))
+    if weight_type == "u8":
+        moved = weights_to_u8(qmodel)
+        log.info("weights: %d int8 tensors stored as uint8 with zero point 128 (u8u8 kernels)", moved)
     _strip_opsets(qmodel)
     stamp_versions(qmodel)
     qmodel.producer_name = "edgepose-converters"
@@ -527,9 +547,11 @@ def build_int8(
     extra = {
         "variant_of_sha256": sha256_file(model_path),
         "quant_format": "QDQ",
-        "quant_weights": "int8 symmetric per-channel" + (" (7-bit, reduce_range)" if reduce_range else ""),
+        "quant_weights": ("int8 symmetric" if weight_type == "s8" else "uint8 (zero point 128)") + " per-channel"
+        + (" (7-bit, reduce_range)" if reduce_range else ""),
         "quant_activations": ("uint8 asymmetric" if activation_type == "u8" else "int8") + " per-tensor",
-        "quant_kernels": INT8_KERNELS[activation_type, bool(reduce_range)],
+        "quant_kernels": INT8_KERNELS[activation_type, weight_type, bool(reduce_range)],
+        "quant_built_on": platform.machine() + (" (VNNI)" if is_x86() and has_vnni() else " (no VNNI)" if is_x86() else ""),
         "calibration_method": method,
         "calibration_frames": str(len(cset)),
         "calibration_real_frames": str(cset.real),
@@ -553,6 +575,36 @@ def build_int8(
     with step("write"):
         size = save_atomic(qmodel, out)
     return VariantResult(out, "int8", size, errors, extra, kept, time.perf_counter() - t0)
+
+
+def weights_to_u8(model) -> int:
+    """Store every int8 weight of a QDQ model as uint8 with zero point 128, in place: the same numbers
+    (``w + 128`` against ``0 + 128``), which ONNX Runtime then runs with its u8u8 kernels (exact on x86
+    CPUs without VNNI, where u8s8 saturates). Returns how many tensors moved."""
+    onnx = require("onnx")
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    users: dict[str, int] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            users[name] = users.get(name, 0) + 1
+    moved = 0
+    for node in model.graph.node:
+        if node.op_type != "DequantizeLinear" or node.input[0] not in inits:
+            continue
+        w = inits[node.input[0]]
+        zp = inits.get(node.input[2]) if len(node.input) > 2 else None
+        if w.data_type != onnx.TensorProto.INT8 or zp is None or users[w.name] != 1 or users[zp.name] != 1:
+            continue
+        z = numpy_helper.to_array(zp)
+        if (z != 0).any():  # only symmetric weights are the same numbers shifted
+            continue
+        a = numpy_helper.to_array(w)
+        w.CopyFrom(numpy_helper.from_array((a.astype(np.int16) + 128).astype(np.uint8), w.name))
+        zp.CopyFrom(numpy_helper.from_array(np.full(z.shape, 128, np.uint8), zp.name))
+        moved += 1
+    return moved
 
 
 def _spread(n: int, k: int) -> list[int]:
@@ -650,8 +702,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--activation-type",
         choices=["u8", "s8"],
         default="u8",
-        help="int8 activations (default %(default)s: the u8s8 VNNI path; s8s8 has no fast x86 kernel, "
-        "it ran at 0.94x of fp32 here; s8 for x86 CPUs without VNNI, whose u8s8 kernels saturate)",
+        help="int8 activations (default %(default)s; s8s8 has no fast x86 kernel: it ran at 0.94x of fp32 "
+        "on an AVX-512 VNNI CPU and slower than fp32 on an AVX2 one)",
+    )
+    p.add_argument(
+        "--weight-type",
+        choices=["auto", "s8", "u8"],
+        default="auto",
+        help="int8 weights (default %(default)s: u8 on an x86 CPU without VNNI, whose u8s8 kernels saturate, "
+        "s8 elsewhere; build for the CPU that will run the model: s8 for VNNI CPUs and arm64, u8 for AVX2-only x86)",
     )
     p.add_argument(
         "--reduce-range", action="store_true", help="int8: 7-bit weights (for CPUs without VNNI; costs accuracy)"
@@ -670,7 +729,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 #: defaults of the variant-specific CLI options (to tell which ones were given)
 _OPTION_DEFAULTS = {"calib": None, "calib_frames": 100, "augment": [], "method": "percentile", "fixed_shape": None,
                     "keep_float": None, "no_equalize": False, "alpha": None, "activation_type": "u8",
-                    "reduce_range": False, "threads": None, "tolerance": None}  # fmt: skip
+                    "weight_type": "auto", "reduce_range": False, "threads": None, "tolerance": None}  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -695,7 +754,7 @@ def run(args: argparse.Namespace) -> int:
             args.model, args.out, calib=args.calib, frames=args.calib_frames, augment=args.augment,
             method=args.method, fixed_shape=args.fixed_shape, keep_float=args.keep_float,
             equalize=not args.no_equalize, alpha=args.alpha, activation_type=args.activation_type,
-            reduce_range=args.reduce_range, threads=args.threads, tolerance=tol, progress=not args.no_progress,
+            weight_type=args.weight_type, reduce_range=args.reduce_range, threads=args.threads, tolerance=tol, progress=not args.no_progress,
         )  # fmt: skip
     e = res.errors
     print(f"{res.variant}: {res.path} ({res.size / 1e6:.2f} MB) in {res.seconds:.0f} s")
@@ -706,6 +765,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  calibration: {p['calibration_method']}, {p['calibration_frames']} frames "
               f"({p['calibration_real_frames']} real), sha256 {p['calibration_sha256'][:16]}…")  # fmt: skip
         print(f"  kept in float: {len(res.kept_float)} nodes; equalization: {p['equalization']}")
+        print(f"  kernels: {p['quant_kernels']}")
     return 0
 
 

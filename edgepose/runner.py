@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from edgepose._ort import ort
+from edgepose.cpu import int8_warning
 from edgepose.decode import DecoderConfig, Workspace, decode
 from edgepose.geometry import SIZE_PRESETS, Letterbox, fit_size, parse_size
 from edgepose.imageio import ImageError, to_bgr8
@@ -30,6 +31,18 @@ from edgepose.results import FrameResult, Person
 from edgepose.session import session_options
 
 log = logging.getLogger(__name__)
+
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def _warn_once(key: str, msg: str) -> None:
+    """Log ``msg`` once per process for ``key`` (workers and tune load the same model many times)."""
+    with _warned_lock:
+        if key in _warned:
+            return
+        _warned.add(key)
+    log.warning("%s: %s", key, msg)
 
 __all__ = ["PoseEstimator", "SIZE_PRESETS", "Letterbox", "ModelError", "fit_size", "parse_size"]
 
@@ -126,6 +139,10 @@ class PoseEstimator:
             raise ModelError(str(e)) from e
         self._check_io()
         self.providers: list[str] = self.session.get_providers()
+        if self.providers[0] == "CPUExecutionProvider":
+            msg = int8_warning(self.session.get_modelmeta().custom_metadata_map)
+            if msg:
+                _warn_once(str(self.model_path), msg)
         log.info("%s on %s (active providers: %s)", self.model_path.name, self.device.word, ", ".join(self.providers))
         if self.device.providers[0] not in self.providers:
             log.warning("requested %s but the session runs on %s", self.device.providers[0], self.providers)

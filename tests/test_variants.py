@@ -43,7 +43,9 @@ def fp16_model(model_path, tmp_path_factory):
 @pytest.fixture(scope="session")
 def int8_model(model_path, tmp_path_factory):
     out = tmp_path_factory.mktemp("int8") / "mobilenet_thin.int8.onnx"
-    return build_int8(model_path, out, calib=_calib_sources(), frames=CALIB_FRAMES, threads=2, progress=False)
+    # u8s8 whatever CPU runs the tests (the default picks the weight type for the converting CPU)
+    return build_int8(model_path, out, calib=_calib_sources(), frames=CALIB_FRAMES, weight_type="s8", threads=2,
+                      progress=False)  # fmt: skip
 
 
 @pytest.fixture(scope="session")
@@ -112,7 +114,8 @@ def test_int8_is_qdq_per_channel_with_calibration_metadata(int8_model):
     assert len(per_channel) == n_convs - len(float_convs) > 50
     assert props["variant"] == "int8"
     assert props["calibration_method"] == "percentile"
-    assert props["quant_kernels"].startswith("u8s8") and "--activation-type s8" in props["quant_kernels"]
+    assert props["quant_kernels"].startswith("u8s8") and "--weight-type u8" in props["quant_kernels"]
+    assert props["quant_weights"].startswith("int8 symmetric") and props["quant_built_on"]
     assert props["calibration_frames"] == str(CALIB_FRAMES)
     assert len(props["calibration_sha256"]) == 64
     assert json.loads(props["calibration_sources"]) == {IMAGES.name: 19, VIDEO.name: 72}
@@ -135,6 +138,51 @@ def test_runtime_runs_int8_unchanged(int8_model, estimator):
     assert est.meta.variant == "int8"
     ref, got = estimator.predict(img), est.predict(img)
     assert abs(len(got.people) - len(ref.people)) <= 1 and len(got.people) >= 3
+
+
+def test_u8_weights_are_the_same_numbers(int8_model, real_inputs, tmp_path):
+    """--weight-type u8 stores the calibrated int8 weights as uint8 with zero point 128: the model
+    computes the same numbers (bit for bit without integer kernels), which ONNX Runtime runs with its
+    u8u8 kernels (exact on x86 CPUs without VNNI, where u8s8 saturates)."""
+    import onnxruntime as ort
+
+    from converters.variants import weights_to_u8
+
+    m = onnx.load(str(int8_model.path))
+    before = sum(i.data_type == onnx.TensorProto.INT8 for i in m.graph.initializer)
+    moved = weights_to_u8(m)
+    assert moved > 50 and moved * 2 == before  # each weight and its zero point
+    assert not any(i.data_type == onnx.TensorProto.INT8 for i in m.graph.initializer)
+    u8 = tmp_path / "u8u8.onnx"
+    onnx.save(m, str(u8))
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    a, b = (ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"]) for p in (int8_model.path, u8))
+    x = real_inputs[0][0][None]
+    for ra, rb in zip(a.run(None, {"image": x}), b.run(None, {"image": x})):
+        np.testing.assert_array_equal(ra, rb)
+    # with the integer kernels both stay within the int8 tolerance of fp32 (checked by the converter too)
+    fast = ort.InferenceSession(str(u8), providers=["CPUExecutionProvider"]).run(None, {"image": x})
+    assert all(np.isfinite(o).all() for o in fast)
+
+
+def test_runtime_warns_once_for_u8s8_on_a_cpu_without_vnni(int8_model, caplog):
+    """The real u8s8 model loaded twice: on an x86 CPU without VNNI (like CI's) one warning naming the
+    fix; on other CPUs none."""
+    import logging
+
+    from edgepose import cpu, runner
+    from edgepose.runner import PoseEstimator
+
+    props = {p.key: p.value for p in onnx.load(str(int8_model.path)).metadata_props}
+    want = cpu.int8_warning(props)
+    runner._warned.discard(str(int8_model.path))
+    with caplog.at_level(logging.WARNING, logger="edgepose.runner"):
+        PoseEstimator(int8_model.path, device="cpu", threads=1)
+        PoseEstimator(int8_model.path, device="cpu", threads=1)
+    got = [r.getMessage() for r in caplog.records if "VNNI" in r.getMessage()]
+    assert len(got) == (1 if want else 0), got
+    assert not want or want in got[0]
 
 
 @pytest.mark.slow
@@ -240,6 +288,11 @@ def test_variants_of_variants_are_refused(model_path, int8_model, fp16_model, tm
         build_int8(model_path, tmp_path / "v.onnx", calib=[IMAGES], frames=4, fixed_shape="big", progress=False)
     with pytest.raises(VariantError, match="multiple of the stride"):
         build_int8(model_path, tmp_path / "u.onnx", calib=[IMAGES], frames=4, fixed_shape="430x368", progress=False)
+    with pytest.raises(VariantError, match="no such kernels"):
+        build_int8(model_path, tmp_path / "t.onnx", calib=[IMAGES], frames=4, activation_type="s8", weight_type="u8",
+                   progress=False)  # fmt: skip
+    with pytest.raises(VariantError, match="weight type must be"):
+        build_int8(model_path, tmp_path / "t.onnx", calib=[IMAGES], frames=4, weight_type="u4", progress=False)
     assert _listing(tmp_path) == []
 
 
