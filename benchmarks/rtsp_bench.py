@@ -58,6 +58,8 @@ def main() -> int:
     ap.add_argument("--size", default=None, help="input size preset (default: the model's)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--transport", choices=("auto", "udp", "tcp"), default="tcp")
+    ap.add_argument("--batch", type=int, default=1, help="frames one inference call may take (Stream's batch)")
+    ap.add_argument("--workers", type=int, default=1, help="inference workers (Stream's workers)")
     ap.add_argument("--video", default=str(VIDEO))
     ap.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
     args = ap.parse_args()
@@ -74,7 +76,8 @@ def main() -> int:
     try:
         kw = {"size": args.size} if args.size else {}
         est = PoseEstimator(args.model, threads=args.threads, **kw)
-        stream = Stream(est, sources=urls, realtime=True, sinks=[Count()], rtsp_transport=args.transport)
+        stream = Stream(est, sources=urls, realtime=True, sinks=[Count()], rtsp_transport=args.transport,
+                        batch=args.batch, workers=args.workers)  # fmt: skip
         samples: list[tuple[float, float]] = []
         t0 = time.monotonic()
 
@@ -98,6 +101,7 @@ def main() -> int:
         "date": time.strftime("%Y-%m-%d"), "machine": platform.processor() or platform.machine(),
         "cores": len(__import__("os").sched_getaffinity(0)), "cameras": args.cameras, "duration_s": args.duration,
         "transport": args.transport, "model": Path(args.model).name, "input": list(est.budget),
+        "threads": est.threads, "workers": args.workers, "batch": args.batch,
         "processed": processed, "share_of_equal": {k: round(v / equal, 3) if equal else 0 for k, v in processed.items()},
         "min_share_of_equal": round(min(processed.values()) / equal, 3) if equal else 0.0,
         "fps_total": round(st.fps, 2), "latency_ms": st.latency_ms,

@@ -628,3 +628,106 @@ def test_looping_the_real_video_does_not_grow_memory(model_path):
     assert s.stats.processed == 400 and s.stats.loops == 5
     growth_mb = (rss[399] - rss[160]) / 2**20
     assert growth_mb < 5, growth_mb
+
+
+def test_shrink_rounds_the_same_on_every_platform():
+    # The bilinear step after the halvings is INTER_LINEAR_EXACT (INTER_LINEAR on uint8 rounds
+    # differently with NEON than with AVX2: 1 grey level, keypoints 1-2 px apart; docs/boards.md).
+    from edgepose.stream.frames import shrink
+
+    frame = cv2.VideoCapture(VIDEO).read()[1]
+    assert frame is not None and frame.shape == (1080, 1920, 3)
+    got = shrink(frame, (432, 243), {}, "bgr")
+    half = cv2.resize(frame, (960, 540), interpolation=cv2.INTER_AREA)
+    quarter = cv2.resize(half, (480, 270), interpolation=cv2.INTER_AREA)  # still >= 432x243: halved twice
+    np.testing.assert_array_equal(got, cv2.resize(quarter, (432, 243), interpolation=cv2.INTER_LINEAR_EXACT))
+    y = np.ascontiguousarray(frame[:, :, 1])
+    got_y = shrink(y, (526, 296), {}, "y")
+    half_y = cv2.resize(y, (960, 540), interpolation=cv2.INTER_AREA)
+    np.testing.assert_array_equal(got_y, cv2.resize(half_y, (526, 296), interpolation=cv2.INTER_LINEAR_EXACT))
+
+
+# -- batches of frames in one inference call ----------------------------------------------------
+class BatchFake(FakeEstimator):
+    """FakeEstimator that runs (N, 3, 8, 8) batches row by row and records each call's size."""
+
+    def __init__(self, *a, **kw) -> None:
+        super().__init__(*a, **kw)
+        self.calls: list[int] = []
+
+    def infer(self, batch):
+        self.calls.append(len(batch))
+        if self.infer_s:
+            time.sleep(self.infer_s)
+        vals = [float(b[0, 0, 0]) for b in batch]
+        if any(int(v) in self.fail for v in vals):
+            raise RuntimeError(f"model failed on {[int(v) for v in vals if int(v) in self.fail]}")
+        hm = np.stack([np.full((19, 2, 2), v, np.float32) for v in vals])
+        return hm, np.zeros((len(batch), 38, 2, 2), np.float32)
+
+
+def test_batches_take_waiting_frames_and_keep_each_frames_result():
+    est = BatchFake(infer_s=0.02)
+    sink = ListSink()
+    s = stream(est, frames(40), sinks=[sink], batch=4, queue_size=8)
+    got = [r.index for r in s]
+    assert got == list(range(40))
+    # every result is its own frame's (the row of the batch it was in)
+    assert [r.people[0].keypoints[0, 0] for r in sink.results] == [10.0 * i for i in range(40)]
+    assert max(est.calls) > 1 and max(est.calls) <= 4 and sum(est.calls) == 40
+    assert s.stats.threads["batch"] == 4
+    check_accounting(s.stats)
+
+
+def test_a_failing_frame_does_not_fail_its_batch():
+    est = BatchFake(infer_s=0.02, fail=(7,))
+    s = stream(est, frames(30), batch=4, queue_size=8, track=False)
+    res = list(s)
+    assert [r.index for r in res] == list(range(30))
+    assert [r.index for r in res if not r.ok] == [7] and "model failed on [7]" in res[7].error
+    assert s.stats.processed == 29 and s.stats.failed == 1
+    check_accounting(s.stats)
+
+
+def test_realtime_batches_take_one_frame_per_source(tmp_path):
+    est = BatchFake(infer_s=0.03)
+    s = Stream(est, sources=[list(frames(20)), list(frames(20)), list(frames(20))], realtime=True, batch=3,
+               track=False)  # fmt: skip
+    res = list(s)
+    per = {src: sum(1 for r in res if r.source == src) for src in {r.source for r in res}}
+    assert len(per) == 3 and all(n > 0 for n in per.values())
+    assert max(est.calls) <= 3 and max(est.calls) > 1
+    check_accounting(s.stats)
+
+
+def test_batch_must_be_positive():
+    with pytest.raises(ValueError, match="batch must be at least 1"):
+        stream(FakeEstimator(), frames(1), batch=0)
+
+
+def test_batched_cameras_give_the_same_poses_as_single_calls(estimator):
+    """Two sources (the video twice) in batches of 2 through the real model: the keypoints of single
+    calls, to float rounding."""
+
+    class Counting:  # the real estimator, counting the frames of each network call
+        def __init__(self, est):
+            self.est, self.calls = est, []
+
+        def __getattr__(self, name):
+            return getattr(self.est, name)
+
+        def infer(self, x):
+            self.calls.append(len(x))
+            return self.est.infer(x)
+
+    kw = dict(sources=[VIDEO, VIDEO], max_frames=4, track=False, queue_size=4)
+    one = {(r.source, r.index): r for r in Stream(estimator, batch=1, **kw)}
+    counting = Counting(estimator)
+    two = {(r.source, r.index): r for r in Stream(counting, batch=2, **kw)}
+    assert one.keys() == two.keys() and len(one) == 8
+    assert 2 in counting.calls and sum(counting.calls) == 8
+    for k, r in one.items():
+        a = np.array([p.keypoints for p in r.people])
+        b = np.array([p.keypoints for p in two[k].people])
+        assert a.shape == b.shape and len(a) >= 1
+        np.testing.assert_allclose(a, b, atol=0.01)

@@ -49,6 +49,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     st.add_argument("--workers", type=int, default=None, metavar="N", help="inference threads calling the model at "
                     "once, frames kept in order (default for video, cameras and streams in offline mode: 2, with the cores "
                     "shared out between them, or as many as the cores allow with --threads; 1 otherwise)")  # fmt: skip
+    st.add_argument("--batch", type=int, default=1, metavar="N", help="frames (of several sources) one inference "
+                    "call may take at once, of those already waiting (default 1: on a CPU a batch is no faster per "
+                    "frame; try the number of cameras on a GPU)")  # fmt: skip
     st.add_argument("--queue-size", type=int, default=2, metavar="N", help="capacity of each queue between stages (default 2)")
     st.add_argument("--decode-threads", type=int, default=None, metavar="N",
                     help="FFmpeg threads decoding the video (default: 1 for a file when inference uses every core, "
@@ -194,8 +197,8 @@ def run(args: argparse.Namespace) -> int:
             args.workers = 0
     else:
         _choose_workers(args, kind)
-    if args.workers < (0 if args.server else 1) or args.queue_size < 1:
-        raise ValueError("--workers and --queue-size must be at least 1")
+    if args.workers < (0 if args.server else 1) or args.queue_size < 1 or args.batch < 1:
+        raise ValueError("--workers, --batch and --queue-size must be at least 1")
     smoothing = _smoothing(args)
     reconnect = _reconnect(args)
     source = open_source(args.source, loop=args.loop, pace=args.realtime, reconnect=reconnect, timeout_s=args.timeout,
@@ -221,7 +224,7 @@ def run(args: argparse.Namespace) -> int:
             return 2
         stream = Stream(est, source, realtime=args.realtime, sinks=sinks, track=False if args.no_track else None,
                         smoothing=smoothing, max_age=args.track_max_age, max_frames=args.max_frames,
-                        queue_size=args.queue_size, workers=args.workers)  # fmt: skip
+                        queue_size=args.queue_size, workers=args.workers, batch=args.batch)  # fmt: skip
     except BaseException:
         source.close()
         raise
@@ -308,7 +311,8 @@ def _run_many(args: argparse.Namespace, specs: list[str]) -> int:
     reconnect = _reconnect(args)
     stream = Stream(est, sources=specs, realtime=args.realtime, sinks=sinks, track=False if args.no_track else None,
                     smoothing=smoothing, max_age=args.track_max_age, max_frames=args.max_frames, loop=args.loop,
-                    queue_size=args.queue_size, workers=args.workers, reconnect=reconnect, timeout_s=args.timeout,
+                    queue_size=args.queue_size, workers=args.workers, batch=args.batch, reconnect=reconnect,
+                    timeout_s=args.timeout,
                     decode_threads=args.decode_threads, backend=args.video_backend,
                     rtsp_transport=args.rtsp_transport)  # fmt: skip
     out = sys.stderr if args.jsonl == "-" else sys.stdout

@@ -97,6 +97,14 @@ class _Latest:
                 return item
         return None
 
+    def get_nowait(self) -> Any:
+        """A waiting frame (the next source's in turn), or :class:`queue.Empty`; never the end mark."""
+        with self._cond:
+            item = self._take()
+        if item is None:
+            raise queue.Empty
+        return item
+
     def get(self, timeout: float) -> Any:
         with self._cond:
             item = self._take()
@@ -148,6 +156,12 @@ class Stream:
         workers: inference threads calling the session at once (results stay in frame order). With a
             CPU session of 1 intra-op thread, ``workers=2`` keeps two cores busy without the
             barrier stalls of one 2-thread session sharing the cores with capture and decoding.
+        batch: frames one inference call may take at once: a worker takes the frames already waiting
+            (up to ``batch``, never waiting for more; in realtime mode one per source, in turn) and runs
+            those of one input size as one (N, 3, H, W) call. Useful where the provider gains from
+            batches (GPUs); on this project's 2-core CPU a batch of 4 was no faster per frame than
+            single calls (docs/streaming.md), so the default is 1. Ignored (1) with an estimator that
+            decodes itself (``infer_people``: a Triton client, several scales).
         prescale: halve large frames (exact 2x2 box filter, the cheap path of OpenCV's area resize)
             while they stay larger than the network input, then finish with a bilinear resize: a
             1080p frame costs 0.8 instead of 5.4 ms of pre-processing; keypoints move by a fraction
@@ -194,6 +208,7 @@ class Stream:
         decode_threads: int | None = None,
         queue_size: int = 2,
         workers: int = 1,
+        batch: int = 1,
         prescale: bool | None = None,
         frames: bool = False,
         capture_factory: Callable | None = None,
@@ -203,9 +218,12 @@ class Stream:
     ) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
+        if batch < 1:
+            raise ValueError("batch must be at least 1")
         self.est: Estimator = estimator
         self._infer_people = getattr(estimator, "infer_people", None)
         self.workers = int(workers)
+        self.batch = 1 if self._infer_people is not None else int(batch)
         self.realtime = realtime
         self.sinks = list(sinks)
         self.frames = frames
@@ -272,7 +290,7 @@ class Stream:
         self._q3: queue.Queue = queue.Queue(q)
         self._out: queue.Queue = queue.Queue(q)
         # frames that can hold an image at once: capture + mailbox/queue + inference (+ the rest when kept)
-        n = 1 + (1 if realtime else q) + self.workers
+        n = 1 + (1 if realtime else q) + self.workers * self.batch
         if self.keep_images:
             n += 3 * q + 2 + (1 if frames else 0)
         self._pools = [FramePool(n) for _ in self.sources]  # a source's frames share one size
@@ -311,6 +329,7 @@ class Stream:
             "capture_decode": (getattr(self.source, "decoder_threads", None) or getattr(self.source, "decode_threads", None)
                                or decode_threads),
             "inference_workers": self.workers,
+            "batch": self.batch,
             "stages": 2 + len(self.sources) - len(self._dead) + self.workers,
             "frame_buffers": n,
             "prescale": self.prescale,
@@ -574,61 +593,119 @@ class Stream:
         t = self._force_t
         return t is not None and time.monotonic() - t > 2.0 and any(c.is_alive() for c in self._captures)
 
-    def _take_next(self) -> Any:
-        """The next frame for an inference worker, numbered in the order taken (or the end mark)."""
+    def _take_next(self, n: int = 1) -> list[_Item]:
+        """The next frames for an inference worker (empty at the end): one, waiting for it, and up to
+        ``n - 1`` more of those already waiting; numbered in the order taken."""
         with self._take:
             item = self._get(self._q1, give_up=self._capture_stuck)
             if item is _END:
                 if not self.realtime:
                     self._put(self._q1, _END)  # for the other workers
-                return _END
-            item.seq = self._seq
-            self._seq += 1
-            return item
+                return []
+            items = [item]
+            while len(items) < n:
+                try:
+                    more = self._q1.get_nowait()
+                except queue.Empty:
+                    break
+                if more is _END:
+                    self._put(self._q1, _END)
+                    break
+                items.append(more)
+            for it in items:
+                it.seq = self._seq
+                self._seq += 1
+            return items
 
     def _infer(self) -> None:
         est = self.est
-        x: np.ndarray | None = None  # this worker's network input buffer, reused
+        xs: list[np.ndarray | None] = [None] * self.batch  # this worker's network input buffers, reused
+        stacked: dict[tuple, np.ndarray] = {}  # and its batch buffers, per input shape
         bufs: dict = {}  # and its buffers for shrunk frames
         workspace = Workspace() if self._decode_in_workers else None  # and its decoder buffers
         try:
-            while (item := self._take_next()) is not _END:
-                fr = item.frame
-                item.timings["read"] = fr.read_ms
-                if self._force.is_set():
-                    item.drop = "interrupted"
-                elif fr.error is None:
-                    try:
-                        t0 = time.perf_counter()
-                        if fr.planes is not None:
-                            x, item.box = preprocess_planes(est, fr.planes, x, bufs, self.prescale)
-                        else:
-                            x, item.box = preprocess_image(est, fr.image, x, bufs, self.prescale)
-                        t1 = time.perf_counter()
-                        if not self.keep_images:
-                            self._release(item)  # the frame is in the network input now
-                        if self._infer_people is not None:  # the estimator decodes (a server): people, no maps
-                            item.people, item.warnings = self._infer_people(x, item.box)
-                        else:
-                            item.hm, item.paf = est.infer(x[None])
-                        t2 = time.perf_counter()
-                        item.timings["preprocess"] = (t1 - t0) * 1e3
-                        item.timings["inference"] = (t2 - t1) * 1e3
-                        if workspace is not None:
-                            self._decode_maps(item, workspace)
-                    except Exception as e:  # one bad frame must not end the stream
-                        log.warning("frame %d of %s failed: %s: %s", fr.index, fr.name, type(e).__name__, e)
-                        item.error = f"{fr.name} frame {fr.index}: {type(e).__name__}: {e}"
-                    except BaseException as e:  # noqa: BLE001 - e.g. MemoryError: stop, but keep counting
-                        self._fail("infer", e)
+            while items := self._take_next(self.batch):
+                ready: list[tuple[_Item, np.ndarray]] = []
+                for i, item in enumerate(items):
+                    fr = item.frame
+                    item.timings["read"] = fr.read_ms
+                    if self._force.is_set():
                         item.drop = "interrupted"
-                self._put(self._q2, item)
+                    elif fr.error is None:
+                        try:
+                            t0 = time.perf_counter()
+                            if fr.planes is not None:
+                                xs[i], item.box = preprocess_planes(est, fr.planes, xs[i], bufs, self.prescale)
+                            else:
+                                xs[i], item.box = preprocess_image(est, fr.image, xs[i], bufs, self.prescale)
+                            item.timings["preprocess"] = (time.perf_counter() - t0) * 1e3
+                            if not self.keep_images:
+                                self._release(item)  # the frame is in the network input now
+                            ready.append((item, xs[i]))
+                        except Exception as e:  # one bad frame must not end the stream
+                            self._frame_failed(item, e)
+                        except BaseException as e:  # noqa: BLE001 - e.g. MemoryError: stop, but keep counting
+                            self._fail("infer", e)
+                            item.drop = "interrupted"
+                while ready:  # one call per input shape
+                    shape = ready[0][1].shape
+                    group = [(it, x) for it, x in ready if x.shape == shape]
+                    ready = [(it, x) for it, x in ready if x.shape != shape]
+                    self._run_network(group, stacked, workspace)
+                for item in items:
+                    self._put(self._q2, item)
         finally:
             with self._take:
                 self._active_workers -= 1
                 last = self._active_workers == 0
             if last:
                 self._put(self._q2, _END)
+
+    def _frame_failed(self, item: _Item, e: BaseException) -> None:
+        fr = item.frame
+        log.warning("frame %d of %s failed: %s: %s", fr.index, fr.name, type(e).__name__, e)
+        item.error = f"{fr.name} frame {fr.index}: {type(e).__name__}: {e}"
+
+    def _run_network(self, group: list[tuple[_Item, np.ndarray]], stacked: dict, workspace: Workspace | None) -> None:
+        """One inference call for frames of one input size (then, in the worker, their decoding)."""
+        try:
+            t1 = time.perf_counter()
+            if self._infer_people is not None:  # the estimator decodes (a server): people, no maps
+                item, x = group[0]
+                item.people, item.warnings = self._infer_people(x, item.box)
+            elif len(group) == 1:
+                item, x = group[0]
+                item.hm, item.paf = self.est.infer(x[None])
+            else:
+                key = (len(group),) + group[0][1].shape
+                xb = stacked.get(key)
+                if xb is None:
+                    xb = stacked[key] = np.empty(key, np.float32)
+                for i, (_, x) in enumerate(group):
+                    xb[i] = x
+                hm, paf = self.est.infer(xb)
+                for i, (item, _) in enumerate(group):
+                    item.hm, item.paf = hm[i : i + 1], paf[i : i + 1]
+            ms = (time.perf_counter() - t1) * 1e3 / len(group)
+            for item, _ in group:
+                item.timings["inference"] = ms  # the call's time shared by its frames
+        except Exception as e:  # one bad call must not end the stream
+            if len(group) > 1:  # nor take the other frames of its batch with it: one call each
+                log.debug("a batch of %d failed (%s: %s); running its frames one by one", len(group), type(e).__name__, e)
+                for one in group:
+                    self._run_network([one], stacked, workspace)
+                return
+            for item, _ in group:
+                self._frame_failed(item, e)
+            return
+        except BaseException as e:  # noqa: BLE001 - e.g. MemoryError: stop, but keep counting
+            self._fail("infer", e)
+            for item, _ in group:
+                item.drop = "interrupted"
+            return
+        if workspace is not None:
+            for item, _ in group:
+                self._decode_maps(item, workspace)
 
     def _decode(self) -> None:
         pending: dict[int, _Item] = {}
