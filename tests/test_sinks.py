@@ -25,6 +25,7 @@ from edgepose.sinks import (
     RenderSink,
     frame_record,
     parse_mqtt_url,
+    source_slug,
 )
 
 LAY = get_layout("coco18")
@@ -196,11 +197,12 @@ class Subscriber:
         import paho.mqtt.client as mqtt
 
         self.messages: list[dict] = []
+        self.topics: list[str] = []
         ready = threading.Event()
         self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-sub-{port}")
         self.c.on_connect = lambda c, u, f, rc, p=None: c.subscribe(topic, qos=1)
         self.c.on_subscribe = lambda *a: ready.set()
-        self.c.on_message = lambda c, u, m: self.messages.append(json.loads(m.payload))
+        self.c.on_message = lambda c, u, m: (self.topics.append(m.topic), self.messages.append(json.loads(m.payload)))
         self.c.connect("127.0.0.1", port)
         self.c.loop_start()
         assert ready.wait(5), "subscription not acknowledged"
@@ -230,6 +232,30 @@ def test_mqtt_publishes_every_frame(broker, qos):
         sub.close()
     assert [m["frame"] for m in got] == list(range(25))
     assert got[3]["people"][1]["id"] == 7 and "timings_ms" in got[3]
+
+
+def test_mqtt_topic_per_source_from_run_with_several_sources(broker, cli, model_path):
+    """`edgepose run A B --mqtt HOST:PORT/edgepose/{source}`: each source's frames on its own topic,
+    with the source's name in every record."""
+    from conftest import VIDEO
+
+    sub = Subscriber(broker.port, "edgepose/#")
+    try:
+        code, _, err = cli("run", VIDEO, VIDEO, "--model", model_path, "--max-frames", "3", "--no-progress",
+                           "--mqtt", f"127.0.0.1:{broker.port}/edgepose/{{source}}", "--mqtt-qos", "1")  # fmt: skip
+        assert code == 0, err
+        got = sub.wait_for(6)
+    finally:
+        sub.close()
+    assert len(got) == 6
+    by_topic: dict[str, list] = {}
+    for topic, m in zip(sub.topics, got):
+        by_topic.setdefault(topic, []).append(m)
+    slug = source_slug(VIDEO.name)
+    assert sorted(by_topic) == [f"edgepose/{slug}", f"edgepose/{slug}_2"]
+    for topic, msgs in by_topic.items():
+        assert sorted(m["frame"] for m in msgs) == [0, 1, 2]
+        assert {source_slug(m["source"]) for m in msgs} == {topic.split("/", 1)[1]}
 
 
 def test_mqtt_unreachable_broker_is_a_clear_error():
