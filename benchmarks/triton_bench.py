@@ -185,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames", type=int, default=60, help="frames per client per configuration")
     p.add_argument("--hop-frames", type=int, default=100)
     p.add_argument("--jpeg-quality", type=int, default=90)
+    p.add_argument("--queue-delay-us", type=int, default=0, help="dynamic batching's queue delay (default: the export's, 0)")
     p.add_argument("--accuracy-frames", type=int, default=100)
     p.add_argument("--quick", action="store_true", help="a tiny setting (checks that it runs; figures mean nothing)")
     p.add_argument("--out", type=Path, default=None, help="JSON results (default benchmarks/results/triton-DATE.json)")
@@ -198,13 +199,13 @@ def main(argv: list[str] | None = None) -> int:
     local = PoseEstimator(a.model, device="cpu", threads=cores)
     out: dict = {"date": date.today().isoformat(), "machine": {"cpu": platform.processor() or platform.machine(),
                  "cores": cores, "python": platform.python_version()}, "model": a.model.name,
-                 "input_size": list(local.budget), "throughput": []}  # fmt: skip
+                 "input_size": list(local.budget), "queue_delay_us": a.queue_delay_us, "throughput": []}  # fmt: skip
     rows = local_configs(a.model, frames, a.frames, cores)
     out["throughput"] += rows
     with tempfile.TemporaryDirectory() as tmp:
         for inst in (int(x) for x in a.instances.split(",")):
             repo = Path(tmp) / f"repo{inst}"
-            export_repository(a.model, repo, ExportOptions(instances=inst, queue_delay_us=1000))
+            export_repository(a.model, repo, ExportOptions(instances=inst, queue_delay_us=a.queue_delay_us))
             with TritonServer(repo, models=["edgepose_pipeline"], startup_timeout=180) as srv:
                 for c in (int(x) for x in a.clients.split(",")):
                     r = drive(lambda s=srv: RemoteEstimator(s.grpc_url, in_flight=1), c, frames, a.frames)

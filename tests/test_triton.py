@@ -40,7 +40,9 @@ def _same(a: np.ndarray, b: np.ndarray) -> None:
 @pytest.fixture(scope="module")
 def repo(model_path, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("triton") / "repo"
-    export_repository(model_path, out, ExportOptions(max_batch_size=8, queue_delay_us=5000))
+    # the default queue delay (0): the batching test below shows that requests queued while the
+    # instance is busy are still batched
+    export_repository(model_path, out, ExportOptions(max_batch_size=8))
     return out
 
 
@@ -66,7 +68,7 @@ def test_every_config_parses_and_holds_no_local_path(repo, model_path):
         assert "edgepose_meta" in cfg.parameters
     net = parse_config((repo / "edgepose_net" / "config.pbtxt").read_text())
     assert net.backend == "onnxruntime" and net.max_batch_size == 8
-    assert net.dynamic_batching.max_queue_delay_microseconds == 5000
+    assert net.HasField("dynamic_batching") and net.dynamic_batching.max_queue_delay_microseconds == 0
     assert list(net.input[0].dims) == [-1, -1, 3]
     for f in repo.rglob("*"):
         if f.suffix == ".py":
@@ -74,9 +76,11 @@ def test_every_config_parses_and_holds_no_local_path(repo, model_path):
 
 
 def test_gpu_tensorrt_options_parse(model_path, tmp_path):
-    opt = ExportOptions(kind="gpu", gpus=[0], instances=2, tensorrt=True, python_env="/opt/envs/edgepose.tar.gz")
+    opt = ExportOptions(kind="gpu", gpus=[0], instances=2, tensorrt=True, python_env="/opt/envs/edgepose.tar.gz",
+                        queue_delay_us=500)  # fmt: skip
     export_repository(model_path, tmp_path / "r", opt)
     net = parse_config((tmp_path / "r" / "edgepose_net" / "config.pbtxt").read_text())
+    assert net.dynamic_batching.max_queue_delay_microseconds == 500
     assert net.instance_group[0].kind == net.instance_group[0].KIND_GPU and net.instance_group[0].count == 2
     trt = net.optimization.execution_accelerators.gpu_execution_accelerator[0]
     assert trt.name == "tensorrt" and trt.parameters["precision_mode"] == "FP16"

@@ -24,8 +24,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     ex.add_argument("--force", action="store_true", help="replace the folder if it exists")
     ex.add_argument("--prefix", default="edgepose", help="model-name prefix (default %(default)s)")
     ex.add_argument("--max-batch-size", type=int, default=8, help="largest dynamic batch (default %(default)s)")
-    ex.add_argument("--queue-delay-us", type=int, default=2000, help="dynamic batching's queue delay in "
-                    "microseconds (default %(default)s)")  # fmt: skip
+    ex.add_argument("--queue-delay-us", type=int, default=0, help="dynamic batching's queue delay in "
+                    "microseconds (default %(default)s: requests that queue while an instance is busy are batched "
+                    "anyway; a delay helps only a model faster than the gaps between requests, e.g. on a GPU)")  # fmt: skip
     ex.add_argument("--instances", type=int, default=1, help="instances of the network and of the pipeline (default 1)")
     ex.add_argument("--kind", choices=("cpu", "gpu"), default="cpu", help="network instances on CPU or GPU (default cpu)")
     ex.add_argument("--gpus", default="", help="GPU ids for --kind gpu, comma-separated (default: all)")

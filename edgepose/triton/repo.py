@@ -57,7 +57,11 @@ class ExportOptions:
     Attributes:
         prefix: model-name prefix.
         max_batch_size: largest batch a model instance takes.
-        queue_delay_us: dynamic batching's maximum queue delay (microseconds).
+        queue_delay_us: dynamic batching's maximum queue delay (microseconds). 0 (Triton's own
+            default): no waiting for a batch to fill; the requests that queued while an instance was
+            busy still go through together. A delay only pays when a model is faster than the gaps
+            between requests (a GPU with many cameras); on this project's CPU server a lone request
+            waited the whole delay (1.1 ms of the server hop with 1000 us).
         instances: model instances (of the network and of the pipeline).
         kind: ``cpu`` or ``gpu`` instances for the network (the Python models run on the CPU).
         gpus: GPU ids for ``gpu`` instances (default: all).
@@ -73,7 +77,7 @@ class ExportOptions:
 
     prefix: str = "edgepose"
     max_batch_size: int = 8
-    queue_delay_us: int = 2000
+    queue_delay_us: int = 0
     instances: int = 1
     kind: str = "cpu"
     gpus: list[int] = field(default_factory=list)
