@@ -86,11 +86,11 @@ def main() -> int:
             xb = np.stack(xs[:n])
             singles = [x[None] for x in xs[:n]]
 
-            def one_by_one(singles=singles):
+            def one_by_one(singles=singles, est=est):
                 for x in singles:
                     est.infer(x)
 
-            def batched(xb=xb):
+            def batched(xb=xb, est=est):
                 est.infer(xb)
 
             for _ in range(2):  # warm-up: both shapes' kernels and arenas
