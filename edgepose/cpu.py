@@ -5,9 +5,11 @@ x86 with ``vpdpbusd`` when the CPU has VNNI (AVX512-VNNI or AVX-VNNI), and on ar
 dot products: both exact. On x86 CPUs with AVX2 but no VNNI it adds pairs of u8 x s8 products in
 16 bits with saturation (``vpmaddubsw``), which cost the default int8 model 0.014 AP on an AVX2-only
 host (docs/boards.md). With uint8 weights too ("u8u8") those CPUs take another, exact path: the
-same model's AP was 0.345 there against 0.346 for fp32, at a speed between u8s8's and fp32's.
+same model's AP was 0.345 there against 0.346 for fp32, but at about fp32's speed. uint8 weights
+only in the convs that saturate (tf-pose's backbone) gave the same AP at most of u8s8's speed.
 
-The converter picks the weight type for the CPU it runs on (:func:`int8_weight_type`), and the
+The converter picks the weight type for the CPU it runs on (:func:`int8_weight_type`; ``u8`` means
+"needs the exact kernels", which the converter's ``auto`` turns into its ``mixed`` model), and the
 runtime warns once when a u8s8 model meets an x86 CPU without VNNI (:func:`int8_warning`).
 
 Standard library only.

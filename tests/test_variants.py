@@ -146,24 +146,37 @@ def test_u8_weights_are_the_same_numbers(int8_model, real_inputs, tmp_path):
     u8u8 kernels (exact on x86 CPUs without VNNI, where u8s8 saturates)."""
     import onnxruntime as ort
 
-    from converters.variants import weights_to_u8
+    from converters.variants import DEFAULT_U8_WEIGHTS, weights_to_u8
+
+    def int8_tensors(m):
+        return sum(i.data_type == onnx.TensorProto.INT8 for i in m.graph.initializer)
 
     m = onnx.load(str(int8_model.path))
-    before = sum(i.data_type == onnx.TensorProto.INT8 for i in m.graph.initializer)
+    before = int8_tensors(m)
     moved = weights_to_u8(m)
-    assert moved > 50 and moved * 2 == before  # each weight and its zero point
-    assert not any(i.data_type == onnx.TensorProto.INT8 for i in m.graph.initializer)
+    assert len(moved) > 50 and len(moved) * 2 == before  # each weight and its zero point
+    assert int8_tensors(m) == 0
     u8 = tmp_path / "u8u8.onnx"
     onnx.save(m, str(u8))
+    # mixed: uint8 weights only in the backbone's convs (where the u8s8 kernels saturate)
+    mixed_model = onnx.load(str(int8_model.path))
+    mixed = weights_to_u8(mixed_model, DEFAULT_U8_WEIGHTS)
+    assert 0 < len(mixed) < len(moved) and all(n.startswith("MobilenetV1/") for n in mixed)
+    assert int8_tensors(mixed_model) == before - 2 * len(mixed)
+    mix = tmp_path / "mixed.onnx"
+    onnx.save(mixed_model, str(mix))
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    a, b = (ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"]) for p in (int8_model.path, u8))
     x = real_inputs[0][0][None]
-    for ra, rb in zip(a.run(None, {"image": x}), b.run(None, {"image": x})):
-        np.testing.assert_array_equal(ra, rb)
-    # with the integer kernels both stay within the int8 tolerance of fp32 (checked by the converter too)
-    fast = ort.InferenceSession(str(u8), providers=["CPUExecutionProvider"]).run(None, {"image": x})
-    assert all(np.isfinite(o).all() for o in fast)
+    ref = ort.InferenceSession(str(int8_model.path), so, providers=["CPUExecutionProvider"]).run(None, {"image": x})
+    for path in (u8, mix):
+        got = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"]).run(None, {"image": x})
+        for ra, rb in zip(ref, got):
+            np.testing.assert_array_equal(ra, rb)
+    # with the integer kernels they run (and stay within the int8 tolerance: the converter checks that)
+    for path in (u8, mix):
+        fast = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"image": x})
+        assert all(np.isfinite(o).all() for o in fast)
 
 
 def test_runtime_warns_once_for_u8s8_on_a_cpu_without_vnni(int8_model, caplog):
@@ -293,6 +306,9 @@ def test_variants_of_variants_are_refused(model_path, int8_model, fp16_model, tm
                    progress=False)  # fmt: skip
     with pytest.raises(VariantError, match="weight type must be"):
         build_int8(model_path, tmp_path / "t.onnx", calib=[IMAGES], frames=4, weight_type="u4", progress=False)
+    with pytest.raises(VariantError, match="--u8-weights '\\(' is not a regular expression"):
+        build_int8(model_path, tmp_path / "t.onnx", calib=[IMAGES], frames=4, weight_type="mixed", u8_weights=["("],
+                   progress=False)  # fmt: skip
     assert _listing(tmp_path) == []
 
 
