@@ -12,7 +12,11 @@ Three checks, each ending in one summary line and exit status 0 only when every 
     emulated board (``QEMU_CPU=cortex-a76``, a Pi 5; ``--cpu cortex-a72`` for a Pi 4): ``edgepose
     info``, ``edgepose run`` on real pictures with the fp32 and int8 models and on a short stretch
     of the video with the PyAV and OpenCV back-ends, every run compared with the same run on the
-    host (fp32 keypoints within 0.05 px; int8 keypoints reported, judged by AP), and ``edgepose
+    host (fp32 keypoints within 0.05 px given the same inputs; int8 keypoints reported, judged by
+    AP). The decoded video frames are compared too: where the decoder library itself gives the
+    board other pixels (OpenCV's FFmpeg converts YUV to BGR with other SIMD rounding on arm64),
+    that route is held to the same people and parts, all within 2 px, and the report says so.
+    Then ``edgepose
     eval`` of the int8 model on coco-val-mini, whose AP must be within 0.01 of the host's fp32 AP
     at the same input size.
 
@@ -238,6 +242,46 @@ def compare_keypoints(ref_dir: Path, cand_dir: Path) -> dict:
     return res
 
 
+#: decodes the first frames of a video with OpenCV (BGR) and PyAV (yuv420p planes); run on both sides
+DECODE_SCRIPT = """
+import sys
+import numpy as np, cv2
+path, n, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+cap = cv2.VideoCapture(path)
+np.save(out + "-opencv.npy", np.stack([cap.read()[1] for _ in range(n)]))
+try:
+    import av
+except ImportError:
+    sys.exit(0)
+with av.open(path) as c:
+    ys = []
+    for f in c.decode(video=0):
+        ys.append(f.to_ndarray(format="yuv420p"))
+        if len(ys) == n:
+            break
+np.save(out + "-pyav.npy", np.stack(ys))
+"""
+
+
+def compare_decoded(host_prefix: str, board_prefix: str) -> dict:
+    """Per back-end: how the decoded frames of the board differ from the host's (share of values, max levels)."""
+    import numpy as np
+
+    out = {}
+    for backend in ("opencv", "pyav"):
+        a, b = Path(f"{host_prefix}-{backend}.npy"), Path(f"{board_prefix}-{backend}.npy")
+        if not (a.is_file() and b.is_file()):
+            continue
+        x, y = np.load(a).astype(np.int16), np.load(b).astype(np.int16)
+        if x.shape != y.shape:
+            out[backend] = {"identical": False, "shape_host": list(x.shape), "shape_board": list(y.shape)}
+            continue
+        d = np.abs(x - y)
+        out[backend] = {"identical": bool(not d.any()), "values_differing": round(float((d > 0).mean()), 4),
+                        "max_levels": int(d.max()), "what": "BGR frames" if backend == "opencv" else "yuv420p planes"}  # fmt: skip
+    return out
+
+
 def fp32_ok(c: dict) -> bool:
     return (not c["missing_frames"] and c["frames"] > 0 and c["people_ref"] == c["people_cand"] == c["matched"]
             and c["parts_one_side"] == 0 and c["max_px"] <= FP32_TOL_PX)  # fmt: skip
@@ -451,6 +495,21 @@ def run_arm64(args) -> int:
             for backend in ("pyav", "opencv"):
                 runs.append((f"video-{backend}", "fp32", video,
                              ["--max-frames", str(args.video_frames), "--video-backend", backend]))  # fmt: skip
+        decoded: dict = {}
+        if not args.smoke:
+            # Are the decoded frames themselves the same? (H.264 decoding is exact; colour conversion may not be.)
+            (work / "decode.py").write_text(DECODE_SCRIPT)
+            with steps("decoded frames, host and board"):
+                sh([str(HOST_PY), h("decode.py"), video.replace("/mnt/data", str(DATA)), str(args.video_frames),
+                    h("host-decoded")], timeout=600, env=clean_env(), capture=True)  # fmt: skip
+                chroot(root, args.cpu, [f"{VENV}/bin/python", g("decode.py"), video, str(args.video_frames),
+                                        g("board-decoded")], timeout=1800, capture=True)  # fmt: skip
+            decoded = compare_decoded(h("host-decoded"), h("board-decoded"))
+            rep["decoded_frames"] = decoded
+            for backend, dd in decoded.items():
+                say(f"decoded {dd.get('what', backend)} ({backend}), board vs host: "
+                    + ("identical" if dd["identical"] else
+                       f"{100 * dd.get('values_differing', 1):.1f} % of values differ, by up to {dd.get('max_levels', '?')} levels"))  # fmt: skip
         for what, variant, src, extra in runs:
             name = f"{what}-{variant}"
             host_src = src.replace("/mnt/data", str(DATA)).replace(GUEST, str(guest))
@@ -463,10 +522,20 @@ def run_arm64(args) -> int:
                        timeout=3600, capture=True)  # fmt: skip
             c = compare_keypoints(work / "host" / name, work / "board" / name)
             c["ok"] = fp32_ok(c) if variant == "fp32" else None
+            backend = what.split("-", 1)[1] if what.startswith("video-") else None
+            if variant == "fp32" and backend in decoded and not decoded[backend]["identical"]:
+                # The decoder library gave the board other pixels (OpenCV's FFmpeg converts YUV to BGR
+                # with other SIMD rounding on arm64): the same inputs are what the 0.05 px bound is
+                # about, so this route is held to the same people and parts, all within 2 px.
+                c["inputs_differ"] = True
+                c["ok"] = (not c["missing_frames"] and c["people_ref"] == c["people_cand"] == c["matched"]
+                           and c["parts_one_side"] == 0 and c["within_2px"] == 1.0)  # fmt: skip
             rep["figures"][name] = c
             say(
                 f"{name}: board vs host: {describe(c)}"
                 + ("" if variant != "fp32" else f" -> {'ok' if c['ok'] else 'FAIL'}")
+                + (" (the decoded frames differ: judged by same people and parts, all within 2 px)"
+                   if c.get("inputs_differ") else "")
             )
             if variant == "fp32" and not c["ok"]:
                 ok = False
@@ -498,9 +567,17 @@ def run_arm64(args) -> int:
 def summary_arm64(rep: dict) -> str:
     f = rep["figures"]
     parts = [
-        f"{k} {v['max_px']:.3f} px ({v['matched']} people)" for k, v in f.items() if k != "eval" and k.endswith("fp32")
-    ]
-    line = f"fp32 keypoints board vs host max: {', '.join(parts)} (tol {FP32_TOL_PX})"
+        f"{k} {v['max_px']:.3f} px ({v['matched']} people{', other decoded frames' if v.get('inputs_differ') else ''})"
+        for k, v in f.items() if k != "eval" and k.endswith("fp32")
+    ]  # fmt: skip
+    line = f"fp32 keypoints board vs host max: {', '.join(parts)} (tol {FP32_TOL_PX} px for the same inputs)"
+    dec = rep.get("decoded_frames", {})
+    if dec:
+        said = []
+        for b, d in dec.items():
+            share = 100 * d.get("values_differing", 1.0)
+            said.append(f"{b} identical" if d["identical"] else f"{b} {share:.0f} % of values differ")
+        line += "; decoded frames board vs host: " + ", ".join(said)
     if "pictures-int8" in f:
         c = f["pictures-int8"]
         line += f"; int8 keypoints max {c['max_px']:.2f} px, {100 * c['within_2px']:.1f} % within 2 px"
