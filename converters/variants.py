@@ -135,7 +135,7 @@ DEFAULT_U8_WEIGHTS: tuple[str, ...] = (r"^MobilenetV1/",)
 #: edgepose/cpu.py).
 INT8_KERNELS: dict[tuple[str, str, bool], str] = {
     ("u8", "s8", False): "u8s8: for x86 with AVX512-VNNI/AVX-VNNI (fastest there) and arm64; on x86 with AVX2 only "
-                         "ONNX Runtime's u8s8 kernels can saturate: build with --weight-type u8 for such CPUs",
+                         "ONNX Runtime's u8s8 kernels can saturate: build with --weight-type mixed for such CPUs",
     ("u8", "u8", False): "u8u8: exact on every CPU; on x86 with AVX2 and no VNNI about as fast as fp32 "
                          "(--weight-type mixed is faster there); on arm64 and VNNI CPUs u8s8 is faster",
     ("u8", "mixed", False): "u8u8 in the convs that saturate, u8s8 elsewhere: for x86 with AVX2 and no VNNI "

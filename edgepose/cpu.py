@@ -76,4 +76,4 @@ def int8_warning(props: dict[str, str], machine: str | None = None, flags: set[s
         return None
     return ("this int8 model has int8 weights (u8s8), and this x86 CPU has no VNNI: ONNX Runtime's u8s8 "
             "kernels can saturate here (the default model lost 0.014 AP on such a CPU); rebuild it on this "
-            "CPU or with `edgepose convert variant MODEL --variant int8 --weight-type u8` (docs/boards.md)")  # fmt: skip
+            "CPU or with `edgepose convert variant MODEL --variant int8 --weight-type mixed` (docs/boards.md)")  # fmt: skip

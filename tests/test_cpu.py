@@ -33,7 +33,7 @@ def test_weight_type_for_the_converting_cpu(machine, info, want):
 def test_warning_only_for_u8s8_on_x86_without_vnni():
     avx2, vnni = cpu.cpu_flags(X86_AVX2), cpu.cpu_flags(X86_VNNI)
     msg = cpu.int8_warning(U8S8, "x86_64", avx2)
-    assert msg and "--weight-type u8" in msg and "saturate" in msg
+    assert msg and "--weight-type mixed" in msg and "saturate" in msg
     assert cpu.int8_warning(U8S8, "x86_64", vnni) is None
     assert cpu.int8_warning(U8S8, "aarch64", cpu.cpu_flags(ARM)) is None
     assert cpu.int8_warning(U8U8, "x86_64", avx2) is None

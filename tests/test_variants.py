@@ -114,7 +114,7 @@ def test_int8_is_qdq_per_channel_with_calibration_metadata(int8_model):
     assert len(per_channel) == n_convs - len(float_convs) > 50
     assert props["variant"] == "int8"
     assert props["calibration_method"] == "percentile"
-    assert props["quant_kernels"].startswith("u8s8") and "--weight-type u8" in props["quant_kernels"]
+    assert props["quant_kernels"].startswith("u8s8") and "--weight-type mixed" in props["quant_kernels"]
     assert props["quant_weights"].startswith("int8 symmetric") and props["quant_built_on"]
     assert props["calibration_frames"] == str(CALIB_FRAMES)
     assert len(props["calibration_sha256"]) == 64

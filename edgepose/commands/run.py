@@ -50,8 +50,8 @@ def configure(p: argparse.ArgumentParser) -> None:
                     "once, frames kept in order (default for video, cameras and streams in offline mode: 2, with the cores "
                     "shared out between them, or as many as the cores allow with --threads; 1 otherwise)")  # fmt: skip
     st.add_argument("--batch", type=int, default=1, metavar="N", help="frames (of several sources) one inference "
-                    "call may take at once, of those already waiting (default 1: on a CPU a batch is no faster per "
-                    "frame; try the number of cameras on a GPU)")  # fmt: skip
+                    "call may take at once, of those already waiting (default 1: on a 2-core CPU a batch was slower "
+                    "per frame, docs/streaming.md; try the number of cameras on a GPU)")  # fmt: skip
     st.add_argument("--queue-size", type=int, default=2, metavar="N", help="capacity of each queue between stages (default 2)")
     st.add_argument("--decode-threads", type=int, default=None, metavar="N",
                     help="FFmpeg threads decoding the video (default: 1 for a file when inference uses every core, "
