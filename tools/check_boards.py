@@ -45,7 +45,6 @@ import datetime as dt
 import hashlib
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -93,15 +92,12 @@ class CheckError(RuntimeError):
 # -- small helpers ---------------------------------------------------------------------------------
 def host_cpu() -> str:
     """The host CPU's model and the SIMD flags that decide ONNX Runtime's int8 kernels."""
-    name, flags = platform.processor() or platform.machine(), set()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and name == platform.machine():
-                name = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
+    from edgepose.bench.machine import cpu_model
+    from edgepose.cpu import cpu_flags
+
+    flags = cpu_flags()
     simd = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags]
-    return f"{name}, {os.cpu_count()} CPUs, {' '.join(simd) or 'no x86 SIMD flags'}"
+    return f"{cpu_model()}, {os.cpu_count()} CPUs, {' '.join(simd) or 'no x86 SIMD flags'}"
 
 
 def say(msg: str) -> None:

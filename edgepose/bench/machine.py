@@ -19,6 +19,8 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
+from edgepose.cpu import cpu_flags
+
 __all__ = ["machine_info", "cpu_model", "physical_cores", "usable_cores", "host_name", "checkout_root"]
 
 #: CPU flags worth knowing when reading CPU numbers (SIMD width, int8 dot products, AMX)
@@ -52,8 +54,7 @@ def _cpu_ids() -> dict[str, str]:
 
 
 def _cpu_flags() -> list[str]:
-    m = re.search(r"^(flags|Features)\s*:\s*(.+)$", _cpuinfo(), re.M)
-    have = set(m.group(2).split()) if m else set()
+    have = cpu_flags(_cpuinfo())
     return [f for f in _FLAGS if f in have]
 
 
