@@ -73,6 +73,7 @@ def main() -> int:
 
     from edgepose import PoseEstimator
     from edgepose.bench.machine import machine_info
+    from edgepose.fileio import write_json_atomic
 
     batches = [int(b) for b in args.batches.split(",")]
     pics = frames(max(batches))
@@ -110,8 +111,7 @@ def main() -> int:
     res = {"date": time.strftime("%Y-%m-%d"), "machine": machine_info(), "model": Path(args.model).name,
            "rounds": args.rounds, "rows": rows}  # fmt: skip
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(res, indent=2) + "\n")
+        write_json_atomic(args.out, res, indent=2)
     print(f"machine: {platform.processor() or platform.machine()}")
     return 0
 

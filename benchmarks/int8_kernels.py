@@ -16,8 +16,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
-import re
 import statistics
 import sys
 import tempfile
@@ -29,32 +27,28 @@ DATA = ROOT.parent / "shared" / "data"
 
 
 def retype(src: Path, dest: Path, to: str, pattern: str | None = None) -> int:
-    """Write ``src`` with its per-channel weights as ``to`` (``u8`` or ``s8``), only for convs whose
-    name matches ``pattern`` when given. Returns how many weight tensors changed."""
+    """Write ``src`` with its per-channel weights as ``to``: ``u8`` by the converter's own
+    :func:`converters.variants.weights_to_u8` (only in convs whose name matches ``pattern`` when
+    given), ``s8`` by its inverse. Returns how many convs' weights changed."""
     import numpy as np
     import onnx
     from onnx import numpy_helper as nh
 
+    from converters.variants import weights_to_u8
+
     m = onnx.load(str(src))
-    inits = {i.name: i for i in m.graph.initializer}
-    consumer: dict[str, str] = {}
-    for node in m.graph.node:
-        for name in node.input:
-            consumer.setdefault(name, node.name)
-    want, have = (onnx.TensorProto.UINT8, onnx.TensorProto.INT8) if to == "u8" else (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)
-    n = 0
-    for node in m.graph.node:
-        if node.op_type != "DequantizeLinear" or node.input[0] not in inits or len(node.input) < 3:
-            continue
-        w, z = inits[node.input[0]], inits.get(node.input[2])
-        if w.data_type != have or z is None or (pattern and not re.search(pattern, consumer.get(node.output[0], ""))):
-            continue
-        zp = nh.to_array(z)
-        if to == "u8" and (zp == 0).all():
-            w.CopyFrom(nh.from_array((nh.to_array(w).astype(np.int16) + 128).astype(np.uint8), w.name))
-            z.CopyFrom(nh.from_array(np.full(zp.shape, 128, np.uint8), z.name))
-            n += 1
-        elif to == "s8" and (zp == 128).all():
+    if to == "u8":
+        n = len(weights_to_u8(m, [pattern] if pattern else None))
+    else:
+        inits = {i.name: i for i in m.graph.initializer}
+        n = 0
+        for node in m.graph.node:
+            if node.op_type != "DequantizeLinear" or node.input[0] not in inits or len(node.input) < 3:
+                continue
+            w, z = inits[node.input[0]], inits.get(node.input[2])
+            zp = None if z is None else nh.to_array(z)
+            if w.data_type != onnx.TensorProto.UINT8 or zp is None or not (zp == 128).all():
+                continue
             w.CopyFrom(nh.from_array((nh.to_array(w).astype(np.int16) - 128).astype(np.int8), w.name))
             z.CopyFrom(nh.from_array(np.zeros(zp.shape, np.int8), z.name))
             n += 1
@@ -79,6 +73,7 @@ def main() -> int:
 
     from edgepose import PoseEstimator
     from edgepose.bench.machine import machine_info
+    from edgepose.fileio import write_json_atomic
     from edgepose.session import session_options
 
     int8 = args.int8 or args.model.with_suffix(".int8.onnx")
@@ -125,8 +120,7 @@ def main() -> int:
     for k, v in rows.items():
         print(f"{k:48s} {v['ms_median']:7.1f} ms  {v['x_fp32']:.2f}x fp32" + (f"  AP {v['AP']:.3f}" if "AP" in v else ""))
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(res, indent=1) + "\n")
+        write_json_atomic(args.out, res, indent=1)
     return 0
 
 

@@ -66,6 +66,7 @@ def main() -> int:
 
     sys.path.insert(0, str(ROOT))
     from edgepose import PoseEstimator
+    from edgepose.fileio import write_json_atomic
     from edgepose.stream import Stream
 
     mounts = ",".join(f"cam{i}" for i in range(args.cameras))
@@ -112,8 +113,7 @@ def main() -> int:
     }  # fmt: skip
     print(json.dumps(res, indent=2))
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(res, indent=2) + "\n")
+        write_json_atomic(args.out, res, indent=2)
     return 0
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -30,25 +29,20 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=60)
     args = ap.parse_args()
 
-    import cv2
     import tritonclient.grpc as grpcclient
+    from triton_bench import hop, video_frames  # the hop as `make bench-triton` measures it
 
     from edgepose import PoseEstimator
     from edgepose.session import usable_cores
-    from edgepose.triton.client import RemoteEstimator
     from edgepose.triton.repo import ExportOptions, export_repository
     from edgepose.triton.server import TritonServer
 
-    cap = cv2.VideoCapture(str(args.video))
-    frames = [f for f in (cap.read()[1] for _ in range(10)) if f is not None]
+    frames = video_frames(args.video, 10)
     local = PoseEstimator(args.model, device="cpu", threads=usable_cores())
     with tempfile.TemporaryDirectory() as tmp:
         repo = Path(tmp) / "repo"
         export_repository(args.model, repo, ExportOptions(instances=1, queue_delay_us=args.queue_delay_us))
         with TritonServer(repo, models=["edgepose_pipeline"], startup_timeout=180) as srv:
-            remote = RemoteEstimator(srv.grpc_url)
-            for f in frames[:3]:
-                remote.predict(f), local.predict(f)
             client = grpcclient.InferenceServerClient(srv.grpc_url.split("://", 1)[1])
 
             def stats() -> dict[str, tuple[int, int]]:
@@ -57,21 +51,13 @@ def main() -> int:
                         for k, v in s["inference_stats"].items() if isinstance(v, dict)}  # fmt: skip
 
             before = stats()
-            r_ms, l_ms = [], []
-            for k in range(args.frames):
-                f = frames[k % len(frames)]
-                for est, acc in ((remote, r_ms), (local, l_ms)) if k % 2 == 0 else ((local, l_ms), (remote, r_ms)):
-                    t0 = time.perf_counter()
-                    est.predict(f)
-                    acc.append((time.perf_counter() - t0) * 1e3)
+            measured = hop(srv, local, frames, args.frames)  # (its warm-up request is counted with the rest)
             after = stats()
     n = after["success"][0] - before["success"][0]
     server = {k: round((after[k][1] - before[k][1]) / max(1, n) / 1e6, 3) for k in after if k in before}
     print(json.dumps({
-        "date": time.strftime("%Y-%m-%d %H:%M"), "queue_delay_us": args.queue_delay_us, "frames": args.frames,
-        "remote_ms_median": round(statistics.median(r_ms), 2), "local_ms_median": round(statistics.median(l_ms), 2),
-        "hop_ms_median": round(statistics.median([a - b for a, b in zip(r_ms, l_ms)]), 2),
-        "server_ms_per_request": server, "requests": n,
+        "date": time.strftime("%Y-%m-%d %H:%M"), "queue_delay_us": args.queue_delay_us,
+        **{k: round(v, 2) for k, v in measured.items()}, "server_ms_per_request": server, "requests": n,
     }, indent=1))  # fmt: skip
     return 0
 
