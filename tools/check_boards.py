@@ -446,6 +446,15 @@ def eval_ap(out: str) -> dict:
 
 
 # -- the checks ------------------------------------------------------------------------------------
+def judge_ap(host_fp32: str | Path, host_int8: str | Path, cand_int8: str | Path, cand: str) -> dict:
+    """The three evals' figures, and whether ``cand``'s int8 AP is within :data:`AP_TOL` of the host's fp32."""
+    ap = {"host_fp32": eval_ap(host_fp32), "host_int8": eval_ap(host_int8), f"{cand}_int8": eval_ap(cand_int8)}
+    delta = ap[f"{cand}_int8"]["AP"] - ap["host_fp32"]["AP"]
+    ap[f"delta_{cand}_int8_vs_host_fp32"] = round(delta, 4)
+    ap["ok"] = abs(delta) <= AP_TOL
+    return ap
+
+
 def run_arm64(args) -> int:
     steps = Steps()
     rep: dict = {"check": "smoke" if args.smoke else "arm64", "date": dt.date.today().isoformat(),
@@ -548,11 +557,7 @@ def run_arm64(args) -> int:
                                         "--images", f"{coco}/images", "--size", size, "--threads", str(args.threads),
                                         "--no-progress", "--json-out", g("board-eval-int8.json")],
                        timeout=7200, capture=True)  # fmt: skip
-            ap = {"host_fp32": eval_ap(h("host-eval-fp32.json")), "host_int8": eval_ap(h("host-eval-int8.json")),
-                  "board_int8": eval_ap(h("board-eval-int8.json"))}  # fmt: skip
-            delta = ap["board_int8"]["AP"] - ap["host_fp32"]["AP"]
-            ap["delta_board_int8_vs_host_fp32"] = round(delta, 4)
-            ap["ok"] = abs(delta) <= AP_TOL
+            ap = judge_ap(h("host-eval-fp32.json"), h("host-eval-int8.json"), h("board-eval-int8.json"), "board")
             rep["figures"]["eval"] = ap
             ok = ok and ap["ok"]
     rep["steps_s"] = steps.seconds
@@ -629,11 +634,8 @@ def run_haswell(args) -> int:
     with steps(f"haswell: eval int8 ({args.eval_size})"):
         host_edgepose([*ev, "--model", str(m["int8"]), "--json-out", str(out / "haswell-eval-int8.json")],
                       timeout=7200, prefix=qemu)  # fmt: skip
-    ap = {"host_fp32": eval_ap(out / "host-eval-fp32.json"), "host_int8": eval_ap(out / "host-eval-int8.json"),
-          "haswell_int8": eval_ap(out / "haswell-eval-int8.json")}  # fmt: skip
-    delta = ap["haswell_int8"]["AP"] - ap["host_fp32"]["AP"]
-    ap["delta_haswell_int8_vs_host_fp32"] = round(delta, 4)
-    ap["ok"] = abs(delta) <= AP_TOL
+    ap = judge_ap(out / "host-eval-fp32.json", out / "host-eval-int8.json", out / "haswell-eval-int8.json", "haswell")
+    delta = ap["delta_haswell_int8_vs_host_fp32"]
     rep["figures"]["eval"] = ap
     ok = ok and ap["ok"]
     rep["steps_s"] = steps.seconds
