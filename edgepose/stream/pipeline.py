@@ -625,7 +625,7 @@ class Stream:
         workspace = Workspace() if self._decode_in_workers else None  # and its decoder buffers
         try:
             while items := self._take_next(self.batch):
-                ready: list[tuple[_Item, np.ndarray]] = []
+                ready: dict[tuple, list[tuple[_Item, np.ndarray]]] = {}  # input shape -> its frames
                 for i, item in enumerate(items):
                     fr = item.frame
                     item.timings["read"] = fr.read_ms
@@ -641,16 +641,13 @@ class Stream:
                             item.timings["preprocess"] = (time.perf_counter() - t0) * 1e3
                             if not self.keep_images:
                                 self._release(item)  # the frame is in the network input now
-                            ready.append((item, xs[i]))
+                            ready.setdefault(xs[i].shape, []).append((item, xs[i]))
                         except Exception as e:  # one bad frame must not end the stream
                             self._frame_failed(item, e)
                         except BaseException as e:  # noqa: BLE001 - e.g. MemoryError: stop, but keep counting
                             self._fail("infer", e)
                             item.drop = "interrupted"
-                while ready:  # one call per input shape
-                    shape = ready[0][1].shape
-                    group = [(it, x) for it, x in ready if x.shape == shape]
-                    ready = [(it, x) for it, x in ready if x.shape != shape]
+                for group in ready.values():  # one call per input shape
                     self._run_network(group, stacked, workspace)
                 for item in items:
                     self._put(self._q2, item)
