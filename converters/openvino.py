@@ -97,13 +97,15 @@ STRIDE = 8
 LAYOUT: Layout = LAYOUTS["coco18"]
 #: parity: the sizes (w, h) the IR is reshaped to and both run at
 PARITY_SIZES = ((456, 256), (368, 208))
-#: parity tolerances (see docs/models.md). fp32 vs OpenVINO's float reference: largest map difference
-#: and largest keypoint distance (px, original image); int8 vs OpenVINO's int8 run: the share of
-#: keypoints found by both within 1 px, and the largest distance allowed for any of them.
+#: parity tolerances (see docs/models.md and :func:`_judge`). fp32 vs OpenVINO's float run of the IR:
+#: largest map difference and largest keypoint distance (px, original image). int8: OpenVINO's own int8
+#: run is not FakeQuantize's arithmetic (its low-precision kernels requantize differently: on the parity
+#: pictures its maps differ from its float run by up to 0.25, where the exact Q/DQ graph differs by
+#: 0.06), so the int8 build is held to be as close to the float run as OpenVINO's int8 run is.
 FP32_MAP_TOLERANCE = 2e-3
 FP32_KEYPOINT_PX = 1.0
-INT8_MAP_TOLERANCE = 0.25
-INT8_KEYPOINTS_WITHIN_1PX = 0.8
+INT8_MAP_TOLERANCE = 0.5
+INT8_KP_SHARE_MARGIN = 0.05
 #: zero points within this of an integer are that integer (the IR stores 0 as f16's ±2^-17)
 ZP_EPS = 1e-3
 
@@ -608,12 +610,16 @@ def _match_people(a: list, b: list) -> tuple[list[float], int]:
 
 
 def check_parity(model, xml: Path, bin_: Path, precision: str, images: list[Path],
-                 sizes=PARITY_SIZES, threads: int = 2) -> ParityReport:  # fmt: skip
+                 sizes=PARITY_SIZES, threads: int = 2) -> dict[str, ParityReport]:  # fmt: skip
     """Run the converted model (ONNX Runtime, CPU) and the IR (OpenVINO, CPU) on ``images`` resized to
     each size; compare the maps and the keypoints edgepose's decoder finds in both.
 
-    ``fp32`` is compared with the IR whose FakeQuantize ops are bypassed (OpenVINO's float run of the
-    same weights), ``int8`` with the IR as published (OpenVINO's int8 run).
+    References: ``float``, the IR with its FakeQuantize ops bypassed (OpenVINO's float run of the same
+    weights), and for ``int8`` also ``int8``, the IR as published (OpenVINO's own int8 run).
+
+    Returns:
+        ``{"build vs float": ..., ["build vs int8": ..., "int8 vs float": ...]}`` (the last one is
+        OpenVINO's int8 run against its float run: what quantisation itself changes).
     """
     import cv2
 
@@ -626,9 +632,13 @@ def check_parity(model, xml: Path, bin_: Path, precision: str, images: list[Path
     so.log_severity_level = 3
     so.intra_op_num_threads = threads
     sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-    core, ref = _openvino_reference(xml, bin_, bypass_fq=precision == "fp32")
-    report = ParityReport("OpenVINO, IR with FakeQuantize bypassed (float)" if precision == "fp32"
-                          else "OpenVINO, IR as published (int8)")  # fmt: skip
+    refs = {"float": _openvino_reference(xml, bin_, bypass_fq=True)}
+    if precision == "int8":
+        refs["int8"] = _openvino_reference(xml, bin_, bypass_fq=False)
+    names = {"float": "OpenVINO, the IR with FakeQuantize bypassed (float)", "int8": "OpenVINO, the IR as published (int8)"}
+    pairs = [("build", "float")] + ([("build", "int8"), ("int8", "float")] if precision == "int8" else [])
+    reports = {f"{a} vs {b}": ParityReport(f"{'ORT ' + precision if a == 'build' else names[a]} vs {names[b]}")
+               for a, b in pairs}  # fmt: skip
     pics = []
     for p in images:
         img = cv2.imread(str(p), cv2.IMREAD_COLOR)
@@ -637,49 +647,65 @@ def check_parity(model, xml: Path, bin_: Path, precision: str, images: list[Path
         pics.append(img)
     cfg = DecoderConfig()
     for w, h in sizes:
-        ref.reshape({ref.inputs[0]: [1, 3, h, w]})
-        compiled = core.compile_model(ref, "CPU", {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"})
-        out_hm = next(o for o in compiled.outputs if o.get_partial_shape()[1].get_length() == LAYOUT.heatmap_channel_count)
-        out_paf = next(o for o in compiled.outputs if o.get_partial_shape()[1].get_length() == LAYOUT.paf_channel_count)
-        maps_max, dists, only, people = 0.0, [], 0, [0, 0]
+        compiled = {}
+        for k, (core, ref) in refs.items():
+            ref.reshape({ref.inputs[0]: [1, 3, h, w]})
+            c = core.compile_model(ref, "CPU", {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"})
+            by_ch = {o.get_partial_shape()[1].get_length(): o for o in c.outputs}
+            compiled[k] = (c, by_ch[LAYOUT.heatmap_channel_count], by_ch[LAYOUT.paf_channel_count])
+        acc = {k: {"maps_max": 0.0, "d": [], "only": 0, "people": [0, 0]} for k in reports}
         for img in pics:
             x = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA).transpose(2, 0, 1)[None].astype(np.float32)
-            hm, paf = sess.run([HEATMAPS, PAFS], {INPUT: x})
-            r = compiled(x)
-            rhm, rpaf = np.asarray(r[out_hm], np.float32), np.asarray(r[out_paf], np.float32)
-            maps_max = max(maps_max, float(np.abs(hm - rhm).max()), float(np.abs(paf - rpaf).max()))
+            maps = {"build": [np.asarray(a, np.float32) for a in sess.run([HEATMAPS, PAFS], {INPUT: x})]}
+            for k, (c, o_hm, o_paf) in compiled.items():
+                r = c(x)
+                maps[k] = [np.asarray(r[o_hm], np.float32), np.asarray(r[o_paf], np.float32)]
             box = Letterbox((img.shape[1], img.shape[0]), (w, h), (w, h))
-            pa, _ = decode_to_image(rhm[0], rpaf[0], box, LAYOUT, STRIDE, cfg, Workspace())
-            pb, _ = decode_to_image(hm[0], paf[0], box, LAYOUT, STRIDE, cfg, Workspace())
-            d, o = _match_people(pa, pb)
-            dists += d
-            only += o
-            people[0] += len(pa)
-            people[1] += len(pb)
-        d = np.asarray(dists)
-        report.sizes[f"{w}x{h}"] = {
-            "maps_max": maps_max, "kp_max_px": float(d.max()) if d.size else 0.0,
-            "kp_within_1px": float((d <= 1.0).mean()) if d.size else 1.0, "kp_compared": int(d.size),
-            "kp_only_one": only, "people": people,
-        }  # fmt: skip
-        log.info("parity %dx%d vs %s: %s", w, h, report.reference, report.summary().split("; ")[-1])
-    return report
+            people = {k: decode_to_image(m[0][0], m[1][0], box, LAYOUT, STRIDE, cfg, Workspace())[0]
+                      for k, m in maps.items()}  # fmt: skip
+            for a, b in pairs:
+                st = acc[f"{a} vs {b}"]
+                st["maps_max"] = max(st["maps_max"], *(float(np.abs(u - v).max()) for u, v in zip(maps[a], maps[b])))
+                d, o = _match_people(people[b], people[a])
+                st["d"] += d
+                st["only"] += o
+                st["people"][0] += len(people[b])
+                st["people"][1] += len(people[a])
+        for k, st in acc.items():
+            d = np.asarray(st["d"])
+            reports[k].sizes[f"{w}x{h}"] = {
+                "maps_max": st["maps_max"], "kp_max_px": float(d.max()) if d.size else 0.0,
+                "kp_within_1px": float((d <= 1.0).mean()) if d.size else 1.0, "kp_compared": int(d.size),
+                "kp_only_one": st["only"], "people": st["people"],
+            }  # fmt: skip
+    for rep in reports.values():
+        log.info("parity %s: %s", rep.reference, rep.summary())
+    return reports
 
 
-def _judge(report: ParityReport, precision: str) -> None:
+def _judge(reports: dict[str, ParityReport], precision: str) -> None:
+    """fp32: maps within :data:`FP32_MAP_TOLERANCE` of OpenVINO's float run and every keypoint within
+    1 px, the same keypoints found. int8: ORT's int8 run must be as close to OpenVINO's float run as
+    OpenVINO's own int8 run is (keypoints within 1 px: at most :data:`INT8_KP_SHARE_MARGIN` fewer;
+    maps: at most its largest difference), and within :data:`INT8_MAP_TOLERANCE` of OpenVINO's int8 run."""
+    fl = reports["build vs float"]
     if precision == "fp32":
-        ok = (report.worst("maps_max") <= FP32_MAP_TOLERANCE and report.worst("kp_max_px") <= FP32_KEYPOINT_PX
-              and report.worst("kp_only_one") == 0)  # fmt: skip
+        ok = fl.worst("maps_max") <= FP32_MAP_TOLERANCE and fl.worst("kp_max_px") <= FP32_KEYPOINT_PX \
+            and fl.worst("kp_only_one") == 0
         rule = (f"maps within {FP32_MAP_TOLERANCE:g}, every keypoint within {FP32_KEYPOINT_PX:g} px, "
                 "the same keypoints found")  # fmt: skip
+        bad = fl.summary()
     else:
-        ok = (report.worst("maps_max") <= INT8_MAP_TOLERANCE
-              and report.worst("kp_within_1px") >= INT8_KEYPOINTS_WITHIN_1PX)  # fmt: skip
-        rule = (f"maps within {INT8_MAP_TOLERANCE:g}, at least {100 * INT8_KEYPOINTS_WITHIN_1PX:.0f} % of the "
-                "keypoints found by both within 1 px")  # fmt: skip
+        own, vs8 = reports["int8 vs float"], reports["build vs int8"]
+        ok = (fl.worst("kp_within_1px") >= own.worst("kp_within_1px") - INT8_KP_SHARE_MARGIN
+              and fl.worst("maps_max") <= max(own.worst("maps_max"), 1e-3)
+              and vs8.worst("maps_max") <= INT8_MAP_TOLERANCE)  # fmt: skip
+        rule = ("as close to OpenVINO's float run as OpenVINO's own int8 run (keypoints within 1 px, at most "
+                f"{100 * INT8_KP_SHARE_MARGIN:g} points fewer; maps), maps within {INT8_MAP_TOLERANCE:g} of its "
+                "int8 run")  # fmt: skip
+        bad = f"ORT int8 vs float: {fl.summary()}; OpenVINO int8 vs float: {own.summary()}; ORT vs OpenVINO int8: {vs8.summary()}"
     if not ok:
-        raise ExportError(f"parity check failed ({precision} vs {report.reference}; needs {rule}): "
-                          f"{report.summary()}; model not written")  # fmt: skip
+        raise ExportError(f"parity check failed ({precision}; needs {rule}): {bad}; model not written")
 
 
 # --------------------------------------------------------------------------------------------
@@ -796,12 +822,12 @@ def convert_openvino(
         raise ExportError("the parity check needs at least two real pictures: pass --parity-images "
                           "(or install scikit-image: pip install 'edgepose[demo]')")  # fmt: skip
     with step(f"parity vs OpenVINO ({precision})"):
-        report = check_parity(model, xml, bin_, precision, images, parity_sizes, threads)
-    print(f"parity ({precision} vs {report.reference}): {report.summary()}")
-    _judge(report, precision)
-    model.metadata_props.add(key="parity_openvino", value=json.dumps({"reference": report.reference,
-                                                                      "images": [p.name for p in images],
-                                                                      "sizes": report.sizes}))  # fmt: skip
+        reports = check_parity(model, xml, bin_, precision, images, parity_sizes, threads)
+    for rep in reports.values():
+        print(f"parity {rep.reference}: {rep.summary()}")
+    _judge(reports, precision)
+    model.metadata_props.add(key="parity_openvino", value=json.dumps(
+        {"images": [p.name for p in images], **{k: {"reference": r.reference, "sizes": r.sizes} for k, r in reports.items()}}))  # fmt: skip
     with step("write"):
         save_atomic(model, out)
     return out
