@@ -142,3 +142,19 @@ study-multiscale: model
 # onnxruntime-gpu; without a GPU provider it stops with the install hint (exit 2).
 check-gpu: model $(INT8)
 	$(VPY) benchmarks/gpu_check.py --model $(MODEL) --data $(DATA)
+
+# Lightweight OpenPose from Open Model Zoo's OpenVINO IR (docs/models.md): fp32 and int8 builds.
+# OMZ_DIR: the folder with human-pose-estimation-0001.xml/.bin, or an omz_downloader output folder
+# (its intel/human-pose-estimation-0001/FP16-INT8/ layout); the int8 build needs the FP16-INT8 IR.
+.PHONY: model-lwop
+OMZ_DIR    ?= $(DATA)/models/omz-human-pose-estimation-0001/FP16-INT8
+LWOP       ?= models/lwop.onnx
+LWOP_INT8  ?= models/lwop-int8.onnx
+LWOP_IR     = $(firstword $(wildcard $(addsuffix /human-pose-estimation-0001.xml,$(OMZ_DIR) \
+	$(OMZ_DIR)/FP16-INT8 $(OMZ_DIR)/human-pose-estimation-0001/FP16-INT8 \
+	$(OMZ_DIR)/intel/human-pose-estimation-0001/FP16-INT8)))
+model-lwop: venv
+	@test -n "$(LWOP_IR)" || { echo "no human-pose-estimation-0001.xml under OMZ_DIR=$(OMZ_DIR); get it with" \
+	  "omz_downloader --name human-pose-estimation-0001 --precisions FP16-INT8 -o DIR, then make model-lwop OMZ_DIR=DIR"; exit 2; }
+	$(VPY) -m edgepose convert openvino --xml $(LWOP_IR) --out $(LWOP)
+	$(VPY) -m edgepose convert openvino --xml $(LWOP_IR) --out $(LWOP_INT8) --precision int8
