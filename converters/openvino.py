@@ -208,6 +208,14 @@ class Translation:
     float_convs: list = field(default_factory=list)
     #: tensor -> per-tensor scale of the exact Q/DQ pair that made it (int8 build)
     qscale: dict = field(default_factory=dict)
+    #: tensor -> per-channel factor f: the real values are the tensor's times f (int8 build, see
+    #: :func:`_fake_quantize`); the depthwise conv reading it multiplies its weight scales by f
+    chscale: dict = field(default_factory=dict)
+    #: conv output with its bias -> its meta; relu output -> (its input, its IR output key)
+    biased: dict = field(default_factory=dict)
+    relu_src: dict = field(default_factory=dict)
+    uses: dict = field(default_factory=dict)
+    rescaled: int = 0
 
 
 def _fold(op: str, a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
@@ -270,6 +278,7 @@ def translate(model, precision: str = "fp32", where: str = "IR") -> Translation:
             k = key(inp.get_source_output())
             uses[f"{k[0]}:{k[1]}"] = uses.get(f"{k[0]}:{k[1]}", 0) + 1
     conv_out: dict[str, dict] = {}  # conv output tensor -> {"node": NodeProto, "name", "w_scale", "x"}
+    t.uses = uses
 
     for node in ops:
         op, nm = node.get_type_name(), name_of(node)
@@ -319,6 +328,7 @@ def translate(model, precision: str = "fp32", where: str = "IR") -> Translation:
             elif op == "Add" and isinstance(a, str) and isinstance(b, np.ndarray) and a in conv_out \
                     and uses.get(conv_out[a]["key"], 0) == 1 and b.size == conv_out[a]["cout"]:
                 out_v = _add_bias(t, conv_out.pop(a), b, precision, const)
+                t.biased[out_v] = dict(t.biased.get(out_v, {}), out_key=f"{nm}:0")
             else:
                 onnx_op = {"Subtract": "Sub", "Multiply": "Mul", "Add": "Add"}[op]
                 out_v = emit(onnx_op, [tensor(a, nm), tensor(b, nm)], nm)
@@ -342,6 +352,7 @@ def translate(model, precision: str = "fp32", where: str = "IR") -> Translation:
             conv_out[out_v] = dict(meta, key=f"{nm}:0")
         elif op in ("ReLU", "Relu"):
             out_v = emit("Relu", [ins[0]], nm)
+            t.relu_src[out_v] = (ins[0], f"{nm}:0")
         elif op == "Elu":
             out_v = emit("Elu", [ins[0]], nm, alpha=float(attrs.get("alpha", 1.0)))
         elif op == "Concat":
@@ -351,7 +362,7 @@ def translate(model, precision: str = "fp32", where: str = "IR") -> Translation:
             else:
                 out_v = emit("Concat", list(ins), nm, axis=axis)
         elif op == "FakeQuantize":
-            out_v = _fake_quantize(t, nm, ins, attrs, precision, const, emit, where)
+            out_v = _fake_quantize(t, node, nm, ins, attrs, precision, const, emit, where)
         elif op == "Result":
             src = ins[0]
             if not isinstance(src, str) or src == INPUT:
@@ -407,7 +418,10 @@ def _conv(t: Translation, nm, op, ins, attrs, precision, const, emit, where) -> 
     else:
         onnx_shape = wv.shape
     cout = onnx_shape[0]
-    meta = {"cout": cout, "x": x, "w_scale": None, "node": None}
+    meta = {"cout": cout, "x": x, "w_scale": None, "node": None, "ws_name": None, "wf_name": None}
+    f = t.chscale.get(x)  # the input is channel-rescaled: so are this depthwise conv's weights
+    if f is not None and not (group == cout == f.size and onnx_shape[1] == 1):
+        raise AssertionError(f"{nm}: a channel-rescaled input must feed depthwise convs only")
     w_name = None
     if precision == "int8" and isinstance(w, QWeight):
         zp = _round_zp(w.zp)
@@ -416,8 +430,10 @@ def _conv(t: Translation, nm, op, ins, attrs, precision, const, emit, where) -> 
         if zp is not None and (sc.size in (1, cout)) and zp.size in (1, cout) and np.all(zp == 0) \
                 and np.all(sc > 0):
             q = w.q.reshape(onnx_shape).astype(np.int8)
-            scale = np.broadcast_to(sc.reshape(-1), (cout,)).astype(np.float32)
+            scale = np.broadcast_to(sc.reshape(-1), (cout,)).astype(np.float64)
+            scale = (scale * (1.0 if f is None else f)).astype(np.float32)
             qn = const(q, f"{nm}_wq")
+            meta["ws_name"] = f"{nm}_ws__{len(t.inits)}"
             w_name = f"{nm}_w:DQ"
             from onnx import helper
 
@@ -426,7 +442,11 @@ def _conv(t: Translation, nm, op, ins, attrs, precision, const, emit, where) -> 
                                             [w_name], name=f"{nm}/weights/DequantizeLinear", axis=0))  # fmt: skip
             meta["w_scale"] = scale
     if w_name is None:
-        w_name = const(wv.reshape(onnx_shape).astype(np.float32), f"{nm}_w")
+        wf = wv.reshape(onnx_shape).astype(np.float32)
+        if f is not None:
+            wf = (wf * f.reshape(-1, 1, 1, 1)).astype(np.float32)
+        meta["wf_name"] = f"{nm}_w__{len(t.inits)}"
+        w_name = const(wf, f"{nm}_w")
     out = emit("Conv", [x, w_name], nm, group=group, **kw)
     meta["node"] = t.nodes[-1]
     return out, meta
@@ -446,20 +466,60 @@ def _add_bias(t: Translation, meta: dict, b: np.ndarray, precision: str, const) 
         q = np.round(bias.astype(np.float64) / s).astype(np.int64)
         if np.abs(q).max() < 2**31:
             dq = f"{nm}_b:DQ"
+            meta["bs_name"] = f"{nm}_bs__{len(t.inits) + 1}"
             t.nodes.insert(t.nodes.index(conv), helper.make_node(
                 "DequantizeLinear", [const(q.astype(np.int32), f"{nm}_bq"), const(s, f"{nm}_bs"),
                                      const(np.zeros(bias.size, np.int32), f"{nm}_bzp")],
                 [dq], name=f"{nm}/bias/DequantizeLinear", axis=0))  # fmt: skip
             conv.input.append(dq)
             t.int8_convs += 1
+            t.biased[conv.output[0]] = meta
             return conv.output[0]
+    meta["bf_name"] = f"{nm}_b__{len(t.inits)}"
     conv.input.append(const(bias, f"{nm}_b"))
     if precision == "int8":
         t.float_convs.append(nm)
+    t.biased[conv.output[0]] = meta
     return conv.output[0]
 
 
-def _fake_quantize(t: Translation, nm, ins, attrs, precision, const, emit, where) -> str:
+def _scale_init(t: Translation, name: str | None, r: np.ndarray) -> bool:
+    """Multiply initializer ``name`` by ``r`` along its first axis (in place); False when absent."""
+    from onnx import numpy_helper
+
+    for i, init in enumerate(t.inits):
+        if init.name == name:
+            a = numpy_helper.to_array(init).astype(np.float64)
+            a = a * r.reshape((-1,) + (1,) * (a.ndim - 1))
+            t.inits[i] = numpy_helper.from_array(a.astype(np.float32), name)
+            return True
+    return False
+
+
+def _can_rescale(t: Translation, node, x: str, il: np.ndarray) -> dict | None:
+    """The meta of the conv whose output channels can absorb a per-channel FakeQuantize's scales, when
+    ``x`` is ``Relu(conv + bias)`` read only by this FakeQuantize, the ranges start at 0 and every reader
+    of the FakeQuantize is a depthwise GroupConvolution (channel multiplier 1); else None."""
+    if np.any(il != 0) or x not in t.relu_src:
+        return None
+    src, relu_key = t.relu_src[x]
+    meta = t.biased.get(src)
+    if meta is None or t.uses.get(meta.get("out_key"), 0) != 1 or t.uses.get(relu_key, 0) != 1:
+        return None
+    if not (meta.get("ws_name") or meta.get("wf_name")) or not (meta.get("bs_name") or meta.get("bf_name")):
+        return None
+    for target in node.output(0).get_target_inputs():
+        g = target.get_node()
+        if g.get_type_name() != "GroupConvolution" or target.get_index() != 0:
+            return None
+        w = g.input_value(1).get_partial_shape()
+        if not (w.rank.is_static and w.rank.get_length() == 5 and w[1].is_static and w[1].get_length() == 1
+                and w[2].is_static and w[2].get_length() == 1 and w[0].is_static and w[0].get_length() == il.size):
+            return None
+    return meta
+
+
+def _fake_quantize(t: Translation, node, nm, ins, attrs, precision, const, emit, where) -> str:
     x, il, ih, ol, oh = ins
     levels = int(attrs.get("levels", 0))
     if not isinstance(x, str) or not all(isinstance(v, np.ndarray) for v in (il, ih, ol, oh)):
@@ -489,6 +549,25 @@ def _fake_quantize(t: Translation, nm, ins, attrs, precision, const, emit, where
     axis = {} if per_tensor else {"axis": 1}
     same = np.allclose(il, ol, rtol=0, atol=0) and np.allclose(ih, oh, rtol=0, atol=0)
     zp = _round_zp(-il / s_in)
+    meta = None if per_tensor or not same or zp is None else _can_rescale(t, node, x, il)
+    if meta is not None:
+        # Per-channel ranges [0, h_c] before a depthwise conv: ONNX Runtime fuses only per-tensor
+        # activation scales. Relu(conv + bias) is positively homogeneous, so the producing conv's output
+        # channels are scaled by r_c = S / s_c (its int8 weights unchanged: only their float scales and
+        # the bias move), the tensor is quantised per tensor at S (round(x r_c / S) = round(x / s_c):
+        # the same integers), and the depthwise conv's weight scales take 1 / r_c back.
+        big = float(np.float32(s_in.max()))
+        r = big / s_in
+        _scale_init(t, meta.get("ws_name") or meta.get("wf_name"), r)
+        _scale_init(t, meta.get("bs_name") or meta.get("bf_name"), r)
+        sn, zn = const(np.asarray(np.float32(big)), f"{nm}_s"), const(np.asarray(np.uint8(0)), f"{nm}_zp")
+        q = emit("QuantizeLinear", [x, sn, zn], nm)
+        out = emit("DequantizeLinear", [q, sn, zn], nm)
+        t.qscale[out] = big
+        t.chscale[out] = 1.0 / r
+        t.fq["qdq"] += 1
+        t.rescaled += 1
+        return out
     if same and zp is not None and np.all((zp >= 0) & (zp <= 255)):
         sc = np.float32(s_in) if per_tensor else s_in.astype(np.float32)
         z = np.uint8(zp) if per_tensor else zp.astype(np.uint8)

@@ -96,7 +96,9 @@ def test_int8_is_qdq_that_ort_fuses_and_matches_openvino(built):
     so.log_severity_level = 3
     ort.InferenceSession(str(int8), so, providers=["CPUExecutionProvider"])
     fused = [n.op_type for n in onnx.load(so.optimized_model_filepath).graph.node]
-    assert fused.count("QLinearConv") >= 20  # ORT runs int8 kernels, not float convs on dequantized data
+    # 43 of the 58 convs run as QLinearConv (the per-channel ranges before the depthwise convs are
+    # rescaled into per-tensor ones); the others read non-integral zero points, the concat or feed outputs
+    assert fused.count("QLinearConv") >= 40
 
 
 @pytest.mark.slow
