@@ -882,12 +882,16 @@ def convert_openvino(
             "quant_weights": ("uint8 (zero point 128) per-channel" if weight_type == "u8"
                               else "int8 symmetric per-channel"),  # fmt: skip
             "quant_u8_weight_convs": json.dumps(u8),
-            "quant_activations": "uint8 asymmetric per-tensor (per-channel before depthwise convs)",
+            "quant_activations": "uint8 asymmetric per-tensor"
+            + (f" ({fq['qdq_per_channel']} per-channel)" if fq["qdq_per_channel"] else ""),
             "quant_kernels": INT8_KERNELS["u8", weight_type, False],
             "quant_fake_quantize": json.dumps(fq),
             "quant_int8_convs": str(t.int8_convs),
             "float_nodes": json.dumps(t.float_convs),
         }
+        fused, total = ort_fused_convs(model)
+        extra["quant_ort_fused_convs"] = f"{fused} of {total} convs run as QLinearConv (onnxruntime {_ort_version()})"
+        log.info("int8: ONNX Runtime runs %d of the %d convs as QLinearConv", fused, total)
         log.info("int8: FakeQuantize -> %d exact Q/DQ pairs per tensor, %d per channel, %d in the exact float "
                  "form (zero point not an integer); %d convs with int8 inputs, weights and int32 bias, %d float",
                  fq["qdq"], fq["qdq_per_channel"], fq["float_form"], t.int8_convs, len(t.float_convs))  # fmt: skip
@@ -917,6 +921,29 @@ def convert_openvino(
     with step("write"):
         save_atomic(model, out)
     return out
+
+
+def _ort_version() -> str:
+    return require("onnxruntime", "cpu").__version__
+
+
+def ort_fused_convs(model) -> tuple[int, int]:
+    """How many convs ONNX Runtime's CPU provider runs with int8 kernels (``QLinearConv`` in its optimized
+    graph), and how many convs the model has."""
+    import tempfile
+
+    onnx = require("onnx")
+    ort = require("onnxruntime", "cpu")
+    total = sum(n.op_type == "Conv" for n in model.graph.node)
+    with tempfile.TemporaryDirectory(prefix="edgepose-ort-") as tmp:
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        so.intra_op_num_threads = 1
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        so.optimized_model_filepath = str(Path(tmp, "optimized.onnx"))
+        ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        fused = sum(n.op_type == "QLinearConv" for n in onnx.load(so.optimized_model_filepath).graph.node)
+    return fused, total
 
 
 def _ir_output(ir, channels: int) -> str:

@@ -84,7 +84,8 @@ def test_int8_is_qdq_that_ort_fuses_and_matches_openvino(built):
     assert len(int8_w) == 58  # every conv's weights stay int8 (44 Convolution + 14 GroupConvolution)
     p = _props(int8)
     assert p["variant"] == "int8" and p["quant_format"] == "QDQ"
-    assert p["quant_activations"].startswith("uint8") and p["quant_weights"].startswith("int8")
+    assert p["quant_activations"] == "uint8 asymmetric per-tensor" and p["quant_weights"].startswith("int8")
+    assert p["quant_ort_fused_convs"].startswith("43 of 58 convs run as QLinearConv")
     par = json.loads(p["parity_openvino"])
     for size in ("456x256", "368x208"):
         ours, theirs = par["build vs float"]["sizes"][size], par["int8 vs float"]["sizes"][size]
@@ -99,6 +100,23 @@ def test_int8_is_qdq_that_ort_fuses_and_matches_openvino(built):
     # 43 of the 58 convs run as QLinearConv (the per-channel ranges before the depthwise convs are
     # rescaled into per-tensor ones); the others read non-integral zero points, the concat or feed outputs
     assert fused.count("QLinearConv") >= 40
+
+
+def test_int8_u8_weights_for_cpus_without_vnni(tmp_path):
+    out = cov.convert_openvino(XML, tmp_path / "u8.onnx", precision="int8", weight_type="u8", parity_images=PICTURES)
+    m = onnx.load(str(out))
+    p = {x.key: x.value for x in m.metadata_props}
+    assert p["quant_weights"].startswith("uint8 (zero point 128)") and len(json.loads(p["quant_u8_weight_convs"])) == 58
+    assert not [i for i in m.graph.initializer if i.data_type == onnx.TensorProto.INT8 and len(i.dims) == 4]
+    from edgepose.cpu import int8_warning
+
+    no_vnni = {"avx2", "fma", "sse4_1"}
+    assert int8_warning(p, "x86_64", no_vnni) is None  # u8u8: no saturation warning
+    assert int8_warning({**p, "quant_weights": "int8 symmetric per-channel"}, "x86_64", no_vnni)
+
+
+def test_weight_type_needs_int8(tmp_path):
+    _refused(tmp_path, XML, "--precision int8 only", weight_type="u8")
 
 
 @pytest.mark.slow
