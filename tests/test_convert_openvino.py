@@ -139,6 +139,13 @@ def test_run_and_eval_on_real_data(built, cli, tmp_path):
     # measured 2026-12-05: fp32 0.458, int8 0.456 (mobilenet_thin: 0.346); the figure: within 0.01
     assert ap["fp32"] >= 0.42
     assert abs(ap["int8"] - ap["fp32"]) <= 0.01
+    # flip averaging reads the mirror pairs from the metadata: wrong pairs would lower AP (measured 0.485)
+    js = tmp_path / "flip.json"
+    code, out, err = cli("eval", "--model", fp32, "--threads", "2", "--flip", "--annotations",
+                         COCO_MINI / "person_keypoints.json", "--images", COCO_MINI / "images",
+                         "--json-out", js, "--no-progress")  # fmt: skip
+    assert code == 0, err
+    assert json.loads(js.read_text())["AP"] >= ap["fp32"] + 0.01
 
 
 def test_cli_help_lists_the_converter(cli):
