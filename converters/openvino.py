@@ -17,7 +17,10 @@ attributes), and OpenVINO's runtime on the same IR is the parity reference. Step
 3. ``fp32``: the activation FakeQuantize ops are dropped. ``int8``: each 256-level FakeQuantize becomes
    ``QuantizeLinear -> DequantizeLinear`` (uint8, per tensor or per channel), exact when its input and
    output ranges agree and its zero point ``-low / scale`` is an integer; otherwise the exact float
-   form ``Sub(low) -> Q(zero point 0) -> DQ -> Add(low)``. Weights stay int8 behind a per-output-channel
+   form ``Sub(low) -> Q(zero point 0) -> DQ -> Add(low)``. Per-channel ranges in front of depthwise
+   convs (which ONNX Runtime cannot fuse) become per-tensor ones exactly: the ``Relu(conv + bias)``
+   producing them absorbs the per-channel factors and the depthwise conv's weight scales take them back
+   (see :func:`_fake_quantize`). Weights stay int8 behind a per-output-channel
    ``DequantizeLinear`` (the IR's zero points are 0 stored through f16's smallest subnormal, ±2^-17,
    and are read as 0), and a convolution whose input is a per-tensor Q/DQ gets an int32 bias at scale
    ``x_scale * w_scale`` (ONNX Runtime's QDQ fusion needs it: ``DQ -> Conv -> Q`` becomes QLinearConv);
@@ -250,7 +253,7 @@ def translate(model, precision: str = "fp32", where: str = "IR") -> Translation:
     n_params = 0
 
     def key(out) -> tuple[str, int]:
-        return out.get_node().get_friendly_name(), out.get_index()
+        return out.get_node().get_name(), out.get_index()  # unique; friendly names need not be
 
     def name_of(node) -> str:
         return node.get_friendly_name()
@@ -281,7 +284,7 @@ def translate(model, precision: str = "fp32", where: str = "IR") -> Translation:
     t.uses = uses
 
     for node in ops:
-        op, nm = node.get_type_name(), name_of(node)
+        op, nm, uid = node.get_type_name(), name_of(node), node.get_name()
         t.counts[op] = t.counts.get(op, 0) + 1
         ins = [val.get(key(i.get_source_output())) for i in node.inputs()]
         attrs = node.get_attributes()
@@ -328,7 +331,7 @@ def translate(model, precision: str = "fp32", where: str = "IR") -> Translation:
             elif op == "Add" and isinstance(a, str) and isinstance(b, np.ndarray) and a in conv_out \
                     and uses.get(conv_out[a]["key"], 0) == 1 and b.size == conv_out[a]["cout"]:
                 out_v = _add_bias(t, conv_out.pop(a), b, precision, const)
-                t.biased[out_v] = dict(t.biased.get(out_v, {}), out_key=f"{nm}:0")
+                t.biased[out_v] = dict(t.biased.get(out_v, {}), out_key=f"{uid}:0")
             else:
                 onnx_op = {"Subtract": "Sub", "Multiply": "Mul", "Add": "Add"}[op]
                 out_v = emit(onnx_op, [tensor(a, nm), tensor(b, nm)], nm)
@@ -349,10 +352,10 @@ def translate(model, precision: str = "fp32", where: str = "IR") -> Translation:
                 out_v = emit("Reshape", [a, const(shape.astype(np.int64), nm)], nm)
         elif op in ("Convolution", "GroupConvolution"):
             out_v, meta = _conv(t, nm, op, ins, attrs, precision, const, emit, where)
-            conv_out[out_v] = dict(meta, key=f"{nm}:0")
+            conv_out[out_v] = dict(meta, key=f"{uid}:0")
         elif op in ("ReLU", "Relu"):
             out_v = emit("Relu", [ins[0]], nm)
-            t.relu_src[out_v] = (ins[0], f"{nm}:0")
+            t.relu_src[out_v] = (ins[0], f"{uid}:0")
         elif op == "Elu":
             out_v = emit("Elu", [ins[0]], nm, alpha=float(attrs.get("alpha", 1.0)))
         elif op == "Concat":
@@ -373,9 +376,9 @@ def translate(model, precision: str = "fp32", where: str = "IR") -> Translation:
             if role is None or role in t.outputs:
                 raise ExportError(_not_pose(model, where))
             t.outputs[role] = src
-        val[(nm, 0)] = out_v
+        val[(uid, 0)] = out_v
         for i in range(1, node.get_output_size()):
-            val[(nm, i)] = None
+            val[(uid, i)] = None
     if set(t.outputs) != {HEATMAPS, PAFS}:
         raise ExportError(_not_pose(model, where))
     return t
@@ -892,9 +895,10 @@ def convert_openvino(
         fused, total = ort_fused_convs(model)
         extra["quant_ort_fused_convs"] = f"{fused} of {total} convs run as QLinearConv (onnxruntime {_ort_version()})"
         log.info("int8: ONNX Runtime runs %d of the %d convs as QLinearConv", fused, total)
-        log.info("int8: FakeQuantize -> %d exact Q/DQ pairs per tensor, %d per channel, %d in the exact float "
-                 "form (zero point not an integer); %d convs with int8 inputs, weights and int32 bias, %d float",
-                 fq["qdq"], fq["qdq_per_channel"], fq["float_form"], t.int8_convs, len(t.float_convs))  # fmt: skip
+        log.info("int8: FakeQuantize -> %d exact Q/DQ pairs per tensor (%d of them per-channel ranges rescaled into "
+                 "the conv before), %d per channel, %d in the exact float form (zero point not an integer); %d convs "
+                 "with int8 inputs, weights and int32 bias, %d float", fq["qdq"], t.rescaled, fq["qdq_per_channel"],
+                 fq["float_form"], t.int8_convs, len(t.float_convs))  # fmt: skip
     stamp_versions(model)
     model.graph.ClearField("doc_string")
     meta = ModelMeta(layout=LAYOUT, stride=STRIDE, channel_order="BGR", scale=1.0, mean=0.0,
