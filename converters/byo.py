@@ -450,8 +450,10 @@ def source_precision(model) -> tuple[str, dict[str, str]]:
             act(ins[2] or None)
             if ins[1] in inits:
                 weight(n.name, ins[1], ins[3] or None, None)
-    fmt = ("QDQ" if {"QuantizeLinear", "DequantizeLinear"} & set(quant) else
-           "QOperator" if "QLinearConv" in quant else "integer ops (" + ", ".join(quant) + ")")  # fmt: skip
+    qlinear = [o for o in quant if o.startswith("QLinear") or o == "QGemm"]
+    integer = [o for o in quant if o.endswith("Integer")]
+    fmt = ("QOperator (" + ", ".join(qlinear) + ")" if qlinear else
+           "integer ops (" + ", ".join(integer) + ")" if integer else "QDQ")  # fmt: skip
     a = "uint8" if acts <= {"uint8"} else "int8" if acts == {"int8"} else "mixed"
     props = {"quant_format": fmt, "quant_source": "read from the source graph by edgepose convert onnx",
              "quant_ops": json.dumps(quant)}  # fmt: skip
