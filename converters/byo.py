@@ -5,7 +5,10 @@
 human_pose.json``). Steps (each timed by :func:`converters.common.step`):
 
 1. load the graph; find its one image input (4-D, 3 channels, NCHW or NHWC) and the two chosen
-   tensors; keep only the nodes they need (a multi-stage network exports every stage's maps);
+   tensors; keep only the nodes they need (a multi-stage network exports every stage's maps); read
+   its precision (fp32, fp16, int8 with its quantisation) and any normalisation it does itself before
+   its first Conv (then a preset's normalisation gives way to raw pixels); print the normalisation
+   that will be baked in and where each value came from;
 2. probe: run that pruned source once under ONNX Runtime to learn the maps' shapes: NCHW or NHWC,
    channel counts against the layout (a heatmap tensor of exactly ``parts`` channels has no
    background channel), the stride (input size / map size);
@@ -14,12 +17,15 @@ human_pose.json``). Steps (each timed by :func:`converters.common.step`):
    a first ``Sub``/``Mul`` so that the metadata contract stays scalar (``input_mean`` 0, ``input_scale``
    1: the runtime feeds raw pixels); NHWC maps get a Transpose; a missing background channel is
    appended as ``clip(1 - max over parts, 0, 1)``; outputs are named ``heatmaps`` and ``pafs``;
-4. opset 17 (onnx's version converter), onnxsim, channel padding (:mod:`converters.graph`), the
-   metadata contract (a layout from a topology file travels as data: names, limbs, PAF channels);
+4. opset 17 (onnx's version converter), onnxsim (not for a quantised source: its folds change the
+   int8 rounding), channel padding (:mod:`converters.graph`), the metadata contract (a layout from a
+   topology file travels as data: names, limbs, PAF channels; the variant and ``quant_*`` read from
+   the graph);
 5. parity: the result and the source on the same pixels under ONNX Runtime, maps within the
-   tolerance (1e-4 absolute), at the probe size and at a second size (which also proves H/W are
-   dynamic); nothing is written when it fails;
-6. write atomically.
+   tolerance (:data:`TOLERANCES`: 1e-4 absolute for fp32 sources, more for fp16/int8), at the probe
+   size and at a second size (which also proves H/W are dynamic); nothing is written when it fails;
+6. the result finds someone in a picture with people (parity cannot see a wrong normalisation);
+7. write atomically.
 
 PRESETS is the table of known exporters and what they fix; every preset value can be overridden by
 the matching option except the ones listed in ``fixed``.
