@@ -880,6 +880,8 @@ def convert_onnx(
         input_scale = _per_channel(input_scale, "--input-scale")
     if not model_path.is_file():
         raise ExportError(f"{model_path} does not exist")
+    if not isinstance(check_image, bool) and not Path(check_image).is_file():
+        raise ExportError(f"--check-image {check_image} does not exist")
     where = model_path.name
     with step("load"):
         try:

@@ -269,6 +269,7 @@ def test_nhwc_maps_named_by_hand_with_a_builtin_layout(cli, tmp_path):
     ("unknown part", "refers to unknown parts"),
     ("no topology", "needs --topology FILE"),
     ("stride", "--stride 16 but the maps are 1/8"),
+    ("check image", "nope.jpg does not exist"),
 ])  # fmt: skip
 def test_bad_input_is_one_clear_message_and_no_file(cli, tmp_path, case, message):
     lw = lwopenpose_like(tmp_path)
@@ -294,6 +295,8 @@ def test_bad_input_is_one_clear_message_and_no_file(cli, tmp_path, case, message
         args = ["--model", trt_pose_like(tmp_path), "--out", out, "--from", "trt_pose"]
     elif case == "stride":
         args += ["--stride", "16"]
+    elif case == "check image":
+        args += ["--check-image", tmp_path / "nope.jpg"]
     code, stdout, stderr = cli("convert", "onnx", *args)
     assert code == 2, stdout + stderr
     assert message in stderr and stderr.count("error") == 1, stderr
