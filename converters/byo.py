@@ -5,7 +5,10 @@
 human_pose.json``). Steps (each timed by :func:`converters.common.step`):
 
 1. load the graph; find its one image input (4-D, 3 channels, NCHW or NHWC) and the two chosen
-   tensors; keep only the nodes they need (a multi-stage network exports every stage's maps);
+   tensors; keep only the nodes they need (a multi-stage network exports every stage's maps); read
+   its precision (fp32, fp16, int8 with its quantisation) and any normalisation it does itself before
+   its first Conv (then a preset's normalisation gives way to raw pixels); print the normalisation
+   that will be baked in and where each value came from;
 2. probe: run that pruned source once under ONNX Runtime to learn the maps' shapes: NCHW or NHWC,
    channel counts against the layout (a heatmap tensor of exactly ``parts`` channels has no
    background channel), the stride (input size / map size);
@@ -14,12 +17,15 @@ human_pose.json``). Steps (each timed by :func:`converters.common.step`):
    a first ``Sub``/``Mul`` so that the metadata contract stays scalar (``input_mean`` 0, ``input_scale``
    1: the runtime feeds raw pixels); NHWC maps get a Transpose; a missing background channel is
    appended as ``clip(1 - max over parts, 0, 1)``; outputs are named ``heatmaps`` and ``pafs``;
-4. opset 17 (onnx's version converter), onnxsim, channel padding (:mod:`converters.graph`), the
-   metadata contract (a layout from a topology file travels as data: names, limbs, PAF channels);
+4. opset 17 (onnx's version converter), onnxsim (not for a quantised source: its folds change the
+   int8 rounding), channel padding (:mod:`converters.graph`), the metadata contract (a layout from a
+   topology file travels as data: names, limbs, PAF channels; the variant and ``quant_*`` read from
+   the graph);
 5. parity: the result and the source on the same pixels under ONNX Runtime, maps within the
-   tolerance (1e-4 absolute), at the probe size and at a second size (which also proves H/W are
-   dynamic); nothing is written when it fails;
-6. write atomically.
+   tolerance (:data:`TOLERANCES`: 1e-4 absolute for fp32 sources, more for fp16/int8), at the probe
+   size and at a second size (which also proves H/W are dynamic); nothing is written when it fails;
+6. the result finds someone in a picture with people (parity cannot see a wrong normalisation);
+7. write atomically.
 
 PRESETS is the table of known exporters and what they fix; every preset value can be overridden by
 the matching option except the ones listed in ``fixed``.
@@ -37,6 +43,7 @@ import json
 import logging
 import re
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -297,6 +304,188 @@ def _session(model_or_bytes):
     return ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
 
 
+# --------------------------------------------------------------------------------------------
+# What the source graph says about itself: precision, quantisation, built-in normalisation
+# --------------------------------------------------------------------------------------------
+
+#: parity tolerance per source precision (largest absolute map difference, maps are about 0..1).
+#: fp32: the conversion only rewrites the ends, onnxsim's folds change the last bits (measured < 1e-6).
+#: fp16: one float16 step near 1 is 1e-3; a fold done in float32 then rounded can move a few steps.
+#: int8: one uint8 step of a 0..1 activation is 0.004; a bias Add folded into a quantised Conv moved
+#: Lightweight OpenPose's maps by 0.0225 (issue 26). The converter does not fold across Q/DQ (onnxsim is
+#: skipped for quantised sources), so the measured difference is 0; the tolerance only bounds what the
+#: opset conversion and the channel padding could change.
+TOLERANCES: dict[str, float] = {"fp32": 1e-4, "fp16": 1e-2, "int8": 5e-2}
+
+#: operators that make a graph a quantised (int8) one
+QUANT_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "ConvInteger",
+                       "QLinearMatMul", "MatMulInteger", "QLinearAdd", "QLinearMul", "QGemm"})  # fmt: skip
+
+_NORM_OPS = ("Sub", "Mul", "Add", "Div")
+_PASS_OPS = ("Identity", "Cast", "Transpose")
+_CONV_OPS = ("Conv", "QLinearConv", "ConvInteger")
+
+
+def _constants(model) -> dict[str, np.ndarray]:
+    """Every constant tensor of the graph: initializers, ``Constant`` outputs and ``DequantizeLinear`` of
+    an initializer (a quantised constant), as float arrays where they are small (scalars, per channel)."""
+    from onnx import numpy_helper
+
+    g = model.graph
+    out = {t.name: numpy_helper.to_array(t) for t in g.initializer if np.prod(t.dims, dtype=np.int64) <= 64}
+    for n in g.node:
+        if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
+            out[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
+    for n in g.node:
+        if n.op_type == "DequantizeLinear" and n.input[0] in out and n.input[1] in out:
+            x = out[n.input[0]].astype(np.float64)
+            zp = out[n.input[2]].astype(np.float64) if len(n.input) > 2 and n.input[2] in out else 0.0
+            sc = out[n.input[1]].astype(np.float64)
+            if np.ndim(sc) == 0 or np.size(sc) == np.size(x):
+                out[n.output[0]] = (x - zp) * sc
+    return out
+
+
+def builtin_normalisation(model, input_name: str) -> list[str]:
+    """The arithmetic a graph does on its image input before its first convolution.
+
+    Follows the input through ``Sub``/``Mul``/``Add``/``Div`` by constants (also quantised constants and
+    through ``QuantizeLinear -> DequantizeLinear``, ``Transpose``, ``Cast``) and a ``BatchNormalization``,
+    while each tensor has one reader, and keeps what it saw only when the chain ends at a ``Conv``.
+
+    Returns:
+        one line per step (``["Sub 128", "Mul 0.00390625"]``); empty when the input goes straight into a
+        convolution (or its normalisation is folded into the weights: that cannot be seen).
+    """
+    g = model.graph
+    readers: dict[str, list] = {}
+    for n in g.node:
+        for t in n.input:
+            readers.setdefault(t, []).append(n)
+    consts = _constants(model)
+    cur, steps = input_name, []
+    for _ in range(16):
+        users = readers.get(cur, [])
+        if len(users) != 1:
+            return []
+        n = users[0]
+        if n.op_type in _CONV_OPS:
+            return steps
+        if n.op_type in _NORM_OPS and len(n.input) == 2:
+            other = n.input[1] if n.input[0] == cur else n.input[0]
+            if other not in consts:
+                return []
+            v = np.asarray(consts[other], np.float64).ravel()
+            vals = f"{v[0]:.6g}" if np.allclose(v, v[0]) else "(" + ", ".join(f"{x:.6g}" for x in v) + ")"
+            steps.append(f"{n.op_type} {vals}" if n.input[0] == cur else f"{vals} {n.op_type} x")
+        elif n.op_type == "BatchNormalization":
+            steps.append("BatchNormalization")
+        elif n.op_type == "QuantizeLinear":
+            nxt = readers.get(n.output[0], [])
+            if len(nxt) != 1 or nxt[0].op_type != "DequantizeLinear":
+                return steps if nxt and all(u.op_type in _CONV_OPS for u in nxt) else []
+            n = nxt[0]
+        elif n.op_type not in _PASS_OPS:
+            return []
+        cur = n.output[0]
+    return []
+
+
+def _dtype_name(data_type: int) -> str:
+    from onnx import TensorProto
+
+    return {TensorProto.UINT8: "uint8", TensorProto.INT8: "int8"}.get(data_type, TensorProto.DataType.Name(data_type).lower())
+
+
+def source_precision(model) -> tuple[str, dict[str, str]]:
+    """``("int8" | "fp16" | "fp32", metadata)`` read from the graph's operators and tensor types.
+
+    int8: any quantisation operator (QDQ ``QuantizeLinear``/``DequantizeLinear``, ``QLinearConv``,
+    ``ConvInteger`` ...). The metadata then has what edgepose's own int8 variants record
+    (:func:`converters.variants.build_int8`) so that the runtime treats the model the same way (its
+    u8s8-on-x86-without-VNNI warning reads ``quant_activations`` and ``quant_weights``):
+    ``quant_format``, ``quant_activations`` (``uint8 asymmetric per-tensor`` ...), ``quant_weights``
+    (``int8 symmetric per-channel``, ``uint8 (zero point 128) ...``, with ``(7-bit, reduce_range)`` when
+    every int8 weight is within +-64), ``quant_u8_weight_convs``, ``quant_kernels``; fp16: a float16
+    initializer or a ``Cast`` to float16.
+    """
+    from onnx import TensorProto, numpy_helper
+
+    g = model.graph
+    ops = {n.op_type for n in g.node}
+    quant = sorted(ops & QUANT_OPS)
+    if not quant:
+        f16 = any(t.data_type == TensorProto.FLOAT16 for t in g.initializer) or any(
+            n.op_type == "Cast" and any(a.name == "to" and a.i == TensorProto.FLOAT16 for a in n.attribute) for n in g.node
+        )
+        return ("fp16", {"source_precision": "fp16 (float16 tensors in the source graph)"}) if f16 else ("fp32", {})
+    inits = {t.name: t for t in g.initializer}
+    consumers: dict[str, list] = {}
+    for n in g.node:
+        for t in n.input:
+            consumers.setdefault(t, []).append(n)
+
+    def arr(name):
+        return numpy_helper.to_array(inits[name]) if name in inits else None
+
+    acts: set[str] = set()  # activation types
+    weights: list[tuple[str, str, np.ndarray, np.ndarray | None, int]] = []  # (conv, type, values, zero points, scales)
+
+    def act(zp_name: str | None):
+        acts.add(_dtype_name(inits[zp_name].data_type) if zp_name and zp_name in inits else "uint8")
+
+    def weight(conv: str, w: str, zp: str | None, scale: str | None):
+        t = inits[w]
+        if t.data_type not in (TensorProto.INT8, TensorProto.UINT8):
+            return  # int32 biases
+        s = arr(scale) if scale else None
+        weights.append((conv, _dtype_name(t.data_type), arr(w), arr(zp) if zp else None, 1 if s is None else int(np.size(s))))
+
+    for n in g.node:
+        ins = list(n.input) + [""] * 9
+        if n.op_type == "QuantizeLinear":
+            act(ins[2] or None)
+        elif n.op_type == "DequantizeLinear" and ins[0] in inits:
+            conv = next((c.name for c in consumers.get(n.output[0], []) if c.op_type in ("Conv", "Gemm", "MatMul")), "")
+            weight(conv or n.name, ins[0], ins[2] or None, ins[1])
+        elif n.op_type == "QLinearConv":
+            act(ins[2] or None)
+            if ins[3] in inits:
+                weight(n.name, ins[3], ins[5] or None, ins[4])
+        elif n.op_type == "ConvInteger":
+            act(ins[2] or None)
+            if ins[1] in inits:
+                weight(n.name, ins[1], ins[3] or None, None)
+    qlinear = [o for o in quant if o.startswith("QLinear") or o == "QGemm"]
+    integer = [o for o in quant if o.endswith("Integer")]
+    fmt = ("QOperator (" + ", ".join(qlinear) + ")" if qlinear else
+           "integer ops (" + ", ".join(integer) + ")" if integer else "QDQ")  # fmt: skip
+    a = "uint8" if acts <= {"uint8"} else "int8" if acts == {"int8"} else "mixed"
+    props = {"quant_format": fmt, "quant_source": "read from the source graph by edgepose convert onnx",
+             "quant_ops": json.dumps(quant)}  # fmt: skip
+    props["quant_activations"] = {"uint8": "uint8 asymmetric", "int8": "int8", "mixed": "uint8 and int8"}[a] + " per-tensor"
+    s8 = [w for w in weights if w[1] == "int8"]
+    u8 = [w for w in weights if w[1] == "uint8"]
+    per_channel = " per-channel" if any(w[4] > 1 for w in weights) else " per-tensor"
+    seven_bit = bool(s8) and all(int(np.abs(w[2].astype(np.int32)).max(initial=0)) <= 64 for w in s8)
+    s8_text = "int8 " + ("symmetric" if all(w[3] is None or not np.any(w[3]) for w in s8) else "asymmetric")
+    u8_text = "uint8 " + ("(zero point 128)" if all(w[3] is not None and np.all(w[3] == 128) for w in u8) else "asymmetric")
+    if s8 and u8:
+        wt, props["quant_weights"] = "mixed", f"{u8_text} in {len(u8)} convs, {s8_text} elsewhere"
+    elif u8:
+        wt, props["quant_weights"] = "u8", u8_text
+    else:
+        wt, props["quant_weights"] = "s8", s8_text
+    props["quant_weights"] += per_channel + (" (7-bit, reduce_range)" if seven_bit else "")
+    props["quant_u8_weight_convs"] = json.dumps([w[0] for w in u8] if s8 else [])
+    from converters.variants import INT8_KERNELS
+
+    kernels = INT8_KERNELS.get(("u8" if a == "uint8" else "s8", wt, seven_bit))
+    if kernels and a != "mixed":
+        props["quant_kernels"] = kernels
+    return "int8", props
+
+
 def _pixels(w: int, h: int, seed: int = 0) -> np.ndarray:
     """Deterministic (1, 3, h, w) float32 pixels 0..255: smooth gradients, a disc and noise."""
     rng = np.random.default_rng(seed)
@@ -514,6 +703,112 @@ def _per_channel(v, what: str) -> tuple[float, ...]:
     return t
 
 
+def _fmt(v: tuple[float, ...]) -> str:
+    return f"{v[0]:g}" if len(v) == 1 else "(" + ", ".join(f"{x:g}" for x in v) + ")"
+
+
+def resolve_normalisation(mean: tuple[float, ...] | None, scale: tuple[float, ...] | None, pre: Preset | None,
+                          preset: str | None, order: str, builtin: list[str]) -> tuple[tuple, tuple]:  # fmt: skip
+    """The ``(mean, scale)`` to bake in, printed with where each value came from.
+
+    A value given by the user wins. Otherwise a preset's value, except when the source graph normalises
+    its input itself (``builtin``, from :func:`builtin_normalisation`): then raw pixels (mean 0, scale
+    1), because the preset describes the network *behind* that normalisation (an OpenVINO/OMZ export of
+    Lightweight OpenPose has it built in; its PyTorch export does not). Without a preset: 0 and 1. A
+    partial override (one of the two given with a preset) is allowed and printed: which value is the
+    user's and which the preset's.
+    """
+    def pick(given, preset_val, identity, flag):
+        if given is not None:
+            return given, flag
+        if pre is not None and builtin:
+            return (identity,), f"{identity:g} instead of the {preset} preset's {_fmt(preset_val)}, as the graph normalises itself"
+        if pre is not None:
+            return preset_val, f"the {preset} preset's"
+        return (identity,), "default"
+
+    m, m_from = pick(mean, pre.mean if pre else None, 0.0, "--input-mean")
+    s, s_from = pick(scale, pre.scale if pre else None, 1.0, "--input-scale")
+    if builtin:
+        print(f"the source normalises its input itself before its first Conv: {', '.join(builtin)}")
+        if (mean is not None and mean != (0.0,)) or (scale is not None and scale != (1.0,)):
+            log.warning("the source normalises its input itself (%s), and (pixel - %s) * %s goes in front of that: "
+                        "check that the graph's own input is not raw pixels", ", ".join(builtin), _fmt(m), _fmt(s))  # fmt: skip
+    print(f"normalisation: input {order}, (pixel - {_fmt(m)}) * {_fmt(s)} (mean: {m_from}; scale: {s_from})")
+    if pre is not None and (mean is None) != (scale is None):
+        given, kept, val, src = (("--input-scale", "mean", m, m_from) if mean is None else
+                                 ("--input-mean", "scale", s, s_from))  # fmt: skip
+        print(f"note: only {given} was given: the {kept} {_fmt(val)} is {src}; give both --input-mean and "
+              "--input-scale to state the source's normalisation in full")  # fmt: skip
+    return m, s
+
+
+def check_on_picture(model, image: Path | None, order: str, contract: tuple[float, float],
+                     fold: tuple | None, builtin: list[str]) -> str | None:  # fmt: skip
+    """Run the converted model (as the runtime will: its metadata, its decoder) on a picture with people.
+
+    Parity compares the result with the source under the *same* assumed normalisation, so it cannot
+    catch a wrong one; a network fed the wrong input finds nobody (issue 26: Lightweight OpenPose with
+    the PyTorch export's normalisation in front of an OpenVINO export that has it built in: AP 0).
+
+    Args:
+        image: the picture; None: scikit-image's astronaut (``edgepose demo``'s), skipped with a warning
+            when scikit-image is not installed.
+
+    Returns:
+        what was found (``"astronaut.png: 1 people, 18 of 18 parts"``), or None when skipped.
+
+    Raises:
+        ExportError: nobody is found, or the picture cannot be read.
+    """
+    onnx = require("onnx")
+    from edgepose.imageio import read_image
+    from edgepose.runner import PoseEstimator
+
+    if image is None:
+        try:
+            from edgepose.commands.demo import sample_image
+
+            image = sample_image()
+        except ImportError as e:
+            log.warning("no picture to check the converted model on (%s); pass --check-image PATH", e)
+            print("check on a picture: skipped (no sample picture: install scikit-image or pass --check-image PATH)")
+            return None
+    if not image.is_file():
+        raise ExportError(f"--check-image {image} does not exist")
+    try:
+        img, _ = read_image(image)
+    except Exception as e:  # ImageError, OpenCV
+        raise ExportError(f"cannot read --check-image {image}: {e}") from e
+    with tempfile.TemporaryDirectory(prefix="edgepose-byo-") as tmp:
+        path = Path(tmp) / "candidate.onnx"
+        onnx.save(model, str(path))
+        est = PoseEstimator(path, device="cpu")
+        x, _ = est.preprocess(img)
+        hm, _ = est.infer(x[None])
+        people = est.predict(img).people
+    parts = est.layout.num_parts
+    thr = est.decoder.peak_threshold
+    seen = int((hm[0, :parts].reshape(parts, -1).max(axis=1) > thr).sum())
+    found = f"{image.name}: {len(people)} people, {seen} of {parts} parts above {thr:g}"
+    if not people:
+        norm = (f"(pixel - {list(fold[0])}) * {list(fold[1])} per channel" if fold is not None else
+                f"(pixel - {contract[0]:g}) * {contract[1]:g}")  # fmt: skip
+        hint = (f"; the source normalises its input itself ({', '.join(builtin)}), so it probably wants raw "
+                "pixels: --input-mean 0 --input-scale 1" if builtin else
+                "; a graph with the normalisation built in (an OpenVINO/OMZ export, or one folded into the first "
+                "Conv) wants raw pixels: --input-mean 0 --input-scale 1")  # fmt: skip
+        raise ExportError(
+            f"the converted model finds nobody in {image} ({seen} of {parts} parts above {thr:g}) with input "
+            f"{order}, {norm}: the input normalisation (or the channel order) is probably not the one the source "
+            f"was trained with. Give the source's own with --input-mean M --input-scale S (and --channel-order)"
+            f"{hint}. For a picture of your own use --check-image PATH; --no-check-image skips this check; "
+            "model not written"
+        )
+    print(f"check on a picture: {found}")
+    return found
+
+
 def convert_onnx(
     model_path: str | Path,
     out: str | Path,
@@ -528,9 +823,10 @@ def convert_onnx(
     channel_order: str | None = None,
     input_size: tuple[int, int] | None = None,
     stride: int | None = None,
-    tolerance: float = 1e-4,
+    tolerance: float | None = None,
     do_simplify: bool = True,
     pad_channels: bool = True,
+    check_image: str | Path | bool = True,
 ) -> Path:
     """Convert an OpenPose-style ONNX graph into an edgepose model; return ``out``.
 
@@ -546,9 +842,12 @@ def convert_onnx(
         channel_order: ``BGR`` or ``RGB``: what the source expects.
         input_size: preferred ``(w, h)`` for the metadata (and the probe when the source's is dynamic).
         stride: expected output stride; checked against the measured one.
-        tolerance: largest absolute map difference accepted in the parity check.
-        do_simplify: run onnxsim.
+        tolerance: largest absolute map difference accepted in the parity check (default: per source
+            precision, :data:`TOLERANCES`).
+        do_simplify: run onnxsim (never on a quantised source: its folds change int8 rounding).
         pad_channels: pad concatenated stage inputs for ONNX Runtime's NCHWc kernels.
+        check_image: a picture with people the converted model must find someone in before it is
+            written; True: scikit-image's astronaut (``edgepose demo``'s picture); False: no check.
 
     Raises:
         ExportError: bad input or a failed step; nothing is written then.
@@ -572,20 +871,17 @@ def convert_onnx(
         raise ExportError("name the source's map tensors with --heatmaps NAME --pafs NAME (or use --from PRESET)")
     lay = resolve_layout(layout if layout is not None or topology is not None else (pre.layout if pre else None),
                          topology)  # fmt: skip
-    mean = _per_channel(input_mean if input_mean is not None else (pre.mean if pre else 0.0), "--input-mean")
-    scale = _per_channel(input_scale if input_scale is not None else (pre.scale if pre else 1.0), "--input-scale")
     order = (channel_order or (pre.channel_order if pre else "BGR")).upper()
     if order not in ("BGR", "RGB"):
         raise ExportError(f"--channel-order must be BGR or RGB, not {order!r}")
-    fold = None
-    if len(mean) == 3 or len(scale) == 3:  # per channel: into the graph; the contract stays scalar
-        fold = (mean if len(mean) == 3 else mean * 3, scale if len(scale) == 3 else scale * 3)
-        contract = (0.0, 1.0)
-    else:
-        contract = (mean[0], scale[0])
-    src_norm = (mean, scale)
+    if input_mean is not None:
+        input_mean = _per_channel(input_mean, "--input-mean")
+    if input_scale is not None:
+        input_scale = _per_channel(input_scale, "--input-scale")
     if not model_path.is_file():
         raise ExportError(f"{model_path} does not exist")
+    if not isinstance(check_image, bool) and not Path(check_image).is_file():
+        raise ExportError(f"--check-image {check_image} does not exist")
     where = model_path.name
     with step("load"):
         try:
@@ -601,6 +897,21 @@ def convert_onnx(
     with step("prune"):
         pruned, dropped = prune(onnx.load(str(model_path)), list(names), where)
     log.info("kept %d nodes, dropped %d that %s and %s do not need", len(pruned.graph.node), dropped, *names)
+    precision, quant_props = source_precision(pruned)
+    builtin = builtin_normalisation(pruned, in_vi.name)
+    mean, scale = resolve_normalisation(input_mean, input_scale, pre, preset, order, builtin)
+    fold = None
+    if len(mean) == 3 or len(scale) == 3:  # per channel: into the graph; the contract stays scalar
+        fold = (mean if len(mean) == 3 else mean * 3, scale if len(scale) == 3 else scale * 3)
+        contract = (0.0, 1.0)
+    else:
+        contract = (mean[0], scale[0])
+    src_norm = (mean, scale)
+    if tolerance is None:
+        tolerance = TOLERANCES[precision]
+    log.info("source precision %s: parity tolerance %g%s", precision, tolerance,
+             f" ({quant_props['quant_format']}, activations {quant_props['quant_activations']}, weights "
+             f"{quant_props['quant_weights']})" if quant_props.get("quant_format") else "")  # fmt: skip
     with step("probe maps"):
         probe = probe_maps(pruned, in_vi, in_layout, names, lay, size, mean, scale, where)
     if stride is None and pre is not None and pre.stride != probe.stride:
@@ -613,7 +924,15 @@ def convert_onnx(
         model, opset = to_opset(pruned)
     with step("rebuild ends"):
         model = rebuild(model, in_vi, in_layout, names, probe, lay, fold, opset)
-    if do_simplify:
+    if do_simplify and precision == "int8":
+        # onnxsim folds a bias Add into the quantised Conv before it and constants across Q/DQ pairs:
+        # the int8 rounding changes (2.3e-2 on Lightweight OpenPose's maps, issue 26). The graph runs
+        # quantised either way, so there is nothing to gain from it.
+        log.info("onnxsim skipped: the source is quantised (%s); its folds would change the int8 rounding",
+                 ", ".join(json.loads(quant_props["quant_ops"])))  # fmt: skip
+        print("onnxsim: skipped for a quantised source (folding across QuantizeLinear/DequantizeLinear changes "
+              "the rounding)")  # fmt: skip
+    elif do_simplify:
         with step("onnxsim"):
             model = simplify(model)
     padding = "none"
@@ -625,7 +944,7 @@ def convert_onnx(
     model.producer_name, model.producer_version = "edgepose-converters", __version__
     meta = ModelMeta(
         layout=lay, stride=probe.stride, channel_order=order, scale=contract[1], mean=contract[0],
-        input_size=tuple(input_size or (pre.input_size if pre else size)), variant="fp32",
+        input_size=tuple(input_size or (pre.input_size if pre else size)), variant=precision,
         source_sha256=sha256_file(model_path),
     )  # fmt: skip
     extra = {"source_name": model_path.name, "source_format": f"onnx ({preset})" if preset else "onnx",
@@ -634,6 +953,10 @@ def convert_onnx(
     if fold is not None:
         extra["input_normalisation"] = (f"folded into the graph: (pixel - {list(fold[0])}) * {list(fold[1])} "
                                         f"per {order} channel")  # fmt: skip
+    if builtin:
+        extra["source_input_normalisation"] = "in the source graph before its first Conv: " + ", ".join(builtin)
+    extra.update(quant_props)
+    extra["parity_tolerance"] = f"{tolerance:g} ({precision} source)"
     set_metadata(model, meta, **extra)
     try:
         onnx.checker.check_model(model)
@@ -642,7 +965,14 @@ def convert_onnx(
     with step("parity vs source"):
         worst = check_parity(model, source, in_vi, in_layout, names, probe, src_norm, contract, tolerance)
     model.metadata_props.add(key="parity_source_max_abs_diff", value=f"{worst:.3e}")
-    print(f"parity: max |converted - source| = {worst:.2e} over heatmaps and PAFs (tolerance {tolerance:g})")
+    print(f"parity: max |converted - source| = {worst:.2e} over heatmaps and PAFs (tolerance {tolerance:g} for "
+          f"an {precision} source)")  # fmt: skip
+    if check_image is not False:
+        with step("check on a picture"):
+            found = check_on_picture(model, None if check_image is True else Path(check_image), order, contract,
+                                     fold, builtin)  # fmt: skip
+        if found is not None:
+            model.metadata_props.add(key="check_image", value=found)
     with step("write"):
         save_atomic(model, out)
     return out
@@ -685,7 +1015,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--channel-order", choices=("BGR", "RGB"), type=str.upper, help="colour order the source expects")
     p.add_argument("--preferred-size", type=size_arg, metavar="WxH", help="preferred input size for the metadata")
     p.add_argument("--stride", type=int, help="expected output stride (checked against the measured one)")
-    p.add_argument("--tolerance", type=float, default=1e-4, help="max abs map difference vs the source (default %(default)g)")
+    p.add_argument("--tolerance", type=float,
+                   help="max abs map difference vs the source (default: by the source's precision: "
+                        + ", ".join(f"{k} {v:g}" for k, v in TOLERANCES.items()) + ")")  # fmt: skip
+    p.add_argument("--check-image", type=Path, metavar="PATH",
+                   help="a picture with people: the converted model must find someone in it before it is written "
+                        "(default: scikit-image's astronaut.png, edgepose demo's picture)")  # fmt: skip
+    p.add_argument("--no-check-image", action="store_true",
+                   help="skip that check (a network not trained on people, random weights)")  # fmt: skip
     p.add_argument("--no-simplify", action="store_true", help="skip onnxsim")
     p.add_argument("--no-pad-channels", action="store_true", help="keep the stage inputs' channel counts")
 
@@ -695,7 +1032,8 @@ def run(args: argparse.Namespace) -> int:
                        heatmaps=args.heatmaps, pafs=args.pafs, input_scale=args.input_scale,
                        input_mean=args.input_mean, channel_order=args.channel_order,
                        input_size=args.preferred_size, stride=args.stride, tolerance=args.tolerance,
-                       do_simplify=not args.no_simplify, pad_channels=not args.no_pad_channels)  # fmt: skip
+                       do_simplify=not args.no_simplify, pad_channels=not args.no_pad_channels,
+                       check_image=False if args.no_check_image else (args.check_image or True))  # fmt: skip
     print(f"model: {out}")
     return 0
 

@@ -269,6 +269,7 @@ def test_nhwc_maps_named_by_hand_with_a_builtin_layout(cli, tmp_path):
     ("unknown part", "refers to unknown parts"),
     ("no topology", "needs --topology FILE"),
     ("stride", "--stride 16 but the maps are 1/8"),
+    ("check image", "nope.jpg does not exist"),
 ])  # fmt: skip
 def test_bad_input_is_one_clear_message_and_no_file(cli, tmp_path, case, message):
     lw = lwopenpose_like(tmp_path)
@@ -294,6 +295,8 @@ def test_bad_input_is_one_clear_message_and_no_file(cli, tmp_path, case, message
         args = ["--model", trt_pose_like(tmp_path), "--out", out, "--from", "trt_pose"]
     elif case == "stride":
         args += ["--stride", "16"]
+    elif case == "check image":
+        args += ["--check-image", tmp_path / "nope.jpg"]
     code, stdout, stderr = cli("convert", "onnx", *args)
     assert code == 2, stdout + stderr
     assert message in stderr and stderr.count("error") == 1, stderr
@@ -322,3 +325,314 @@ def test_an_edgepose_layout_file_with_its_own_mirror_pairs(tmp_path):
     path.write_text(json.dumps(dict(layout, mirror=[0, 2, 2, 4, 3])))
     with pytest.raises(ExportError, match="does not parse as a layout: .*mirror must pair"):
         byo.load_topology(path)
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 26: adopting real trained (and quantised) networks. The sources are the real default model
+# and int8/fp16 variants of it built by the project's own tooling, stripped of edgepose's metadata
+# and renamed to Lightweight OpenPose's input and output names: foreign exports with real weights.
+# --------------------------------------------------------------------------------------------
+
+LW = byo.PRESETS["lwopenpose"]
+
+
+def foreign(src, dst, transform=None):
+    """``src`` (an edgepose model) made to look like someone else's export: no metadata, input ``data``,
+    outputs named like Lightweight OpenPose's last stage; ``transform(model)`` edits the graph first."""
+    from converters.common import rename_tensors
+
+    m = onnx.load(str(src))
+    del m.metadata_props[:]
+    if transform is not None:
+        transform(m)
+    names = {"image": "data", "heatmaps": LW.heatmaps, "pafs": LW.pafs}
+    rename_tensors(m.graph.node, names)
+    for vi in (*m.graph.input, *m.graph.output):
+        vi.name = names.get(vi.name, vi.name)
+    m.producer_name, m.producer_version = "pytorch", "2.1.0"
+    onnx.checker.check_model(m)
+    onnx.save(m, str(dst))
+    return dst
+
+
+def expect_lwop_input(m):
+    """The network behind Lightweight OpenPose's normalisation: the default model (which takes raw pixels,
+    its normalisation folded into the first conv) re-weighted to take ``(pixel - 128) / 256`` like
+    Lightweight OpenPose's PyTorch export: first conv's weights x 256, bias + 128 x their sum."""
+    first = next(n for n in m.graph.node if n.op_type == "Conv" and "image" in n.input)
+    inits = {t.name: t for t in m.graph.initializer}
+    w = numpy_helper.to_array(inits[first.input[1]])
+    b = numpy_helper.to_array(inits[first.input[2]])
+    inits[first.input[1]].CopyFrom(numpy_helper.from_array((w * 256).astype(np.float32), first.input[1]))
+    inits[first.input[2]].CopyFrom(numpy_helper.from_array((b + 128 * w.sum(axis=(1, 2, 3))).astype(np.float32),
+                                                           first.input[2]))  # fmt: skip
+
+
+def normalises_itself(m):
+    """:func:`expect_lwop_input` behind its own ``x * (1/256) + (-0.5)`` on raw pixels: what an OpenVINO /
+    OMZ export of Lightweight OpenPose looks like (its IR's ``Multiply``/``Add`` before the first conv)."""
+    expect_lwop_input(m)
+    g = m.graph
+    for n in g.node:
+        for i, t in enumerate(n.input):
+            if t == "image":
+                n.input[i] = "image_normalised"
+    g.initializer.extend([numpy_helper.from_array(np.array(1 / 256, np.float32), "omz_scale"),
+                          numpy_helper.from_array(np.array(-0.5, np.float32), "omz_shift")])  # fmt: skip
+    head = [helper.make_node("Mul", ["image", "omz_scale"], ["image_scaled"], name="data/scale"),
+            helper.make_node("Add", ["image_scaled", "omz_shift"], ["image_normalised"], name="data/mean")]  # fmt: skip
+    nodes = head + list(g.node)
+    del g.node[:]
+    g.node.extend(nodes)
+
+
+def split_biases(m):
+    """Each quantised conv's bias (int32 ``DequantizeLinear``) as a float ``Add`` after the conv, the way a
+    converted IR carries ``Convolution`` + ``Add``: onnxsim folds those Adds back into the convs, which
+    changes how ONNX Runtime rounds them (issue 26, item 3)."""
+    g = m.graph
+    prod = {o: n for n in g.node for o in n.output}
+    inits = {t.name: t for t in g.initializer}
+    nodes = []
+    for n in g.node:
+        dq = prod.get(n.input[2]) if n.op_type == "Conv" and len(n.input) == 3 else None
+        if dq is not None and dq.op_type == "DequantizeLinear":
+            q = numpy_helper.to_array(inits[dq.input[0]]).astype(np.float64)
+            b = q * numpy_helper.to_array(inits[dq.input[1]]).astype(np.float64)
+            del n.input[2]
+            out = n.output[0]
+            n.output[0] = f"{out}_nobias"
+            g.initializer.append(numpy_helper.from_array(b.astype(np.float32).reshape(1, -1, 1, 1), f"{n.name}_bias"))
+            nodes += [n, helper.make_node("Add", [f"{out}_nobias", f"{n.name}_bias"], [out], name=f"{n.name}_bias")]
+        else:
+            nodes.append(n)
+    del g.node[:]
+    g.node.extend(nodes)
+
+
+@pytest.fixture(scope="session")
+def int8_variant(tmp_path_factory, model_path):
+    """The default model quantised by `edgepose convert variant --variant int8 --weight-type s8` (u8s8)."""
+    from converters.variants import build_int8
+
+    d = tmp_path_factory.mktemp("int8")
+    return build_int8(model_path, d / "mt.int8.onnx", calib=[IMAGES], frames=16, weight_type="s8", threads=2,
+                      progress=False).path  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def foreign_sources(tmp_path_factory, model_path, int8_variant):
+    d = tmp_path_factory.mktemp("foreign")
+    return {
+        "fp32 raw": foreign(model_path, d / "raw.onnx"),
+        "fp32 torch": foreign(model_path, d / "torch.onnx", expect_lwop_input),
+        "fp32 omz": foreign(model_path, d / "omz.onnx", normalises_itself),
+        "int8": foreign(int8_variant, d / "int8.onnx"),
+        "int8 bias adds": foreign(int8_variant, d / "int8_adds.onnx", split_biases),
+    }
+
+
+def _people(path, image=None):
+    est = PoseEstimator(path, device="cpu", threads=2)
+    return est.predict(read_image(image or sample_image())[0]).people
+
+
+def sample_image():
+    from edgepose.commands.demo import sample_image as sample
+
+    return sample()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("source", ["fp32 omz", "fp32 raw", "int8"])
+def test_the_preset_normalisation_in_front_of_a_graph_that_wants_raw_pixels_is_refused(cli, foreign_sources,
+                                                                                      tmp_path, source):  # fmt: skip
+    """Item 1: the preset's (pixel - 128) / 256 in front of a graph that normalises raw pixels itself: parity
+    passes (same assumption on both sides), the model finds nobody, so it must not be written. ``fp32 omz``:
+    normalisation visible in the graph, the preset's values forced by hand; ``fp32 raw`` and ``int8`` (the
+    real quantised graph): folded into the first conv, invisible, the preset applies it."""
+    out = tmp_path / "m.onnx"
+    args = ["convert", "onnx", "--from", "lwopenpose", "--model", foreign_sources[source], "--out", out]
+    if source == "fp32 omz":
+        args += ["--input-mean", "128", "--input-scale", "1/256"]
+    code, stdout, stderr = cli(*args)
+    assert code == 2, stdout + stderr
+    assert "parity: max |converted - source| = " in stdout  # parity passed: it cannot see this
+    assert "finds nobody in" in stderr and "--input-mean" in stderr and "--input-scale" in stderr, stderr
+    assert "--input-mean 0 --input-scale 1" in stderr and "model not written" in stderr
+    assert "normalisation: input BGR, (pixel - 128) * 0.00390625" in stdout
+    if source == "fp32 omz":
+        assert "the source normalises its input itself before its first Conv: Mul 0.00390625, Add -0.5" in stdout
+        assert "the source normalises its input itself (Mul 0.00390625, Add -0.5)" in stderr
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_a_graph_that_normalises_itself_gets_raw_pixels_under_a_preset(cli, foreign_sources, tmp_path):
+    """Item 1: the built-in Mul/Add before the first conv is found and said; the preset's normalisation is
+    replaced by raw pixels (printed); the check on the astronaut finds her. The same network without that
+    head (the PyTorch export) keeps the preset's normalisation, and both find the same person."""
+    outs = {}
+    for source in ("fp32 omz", "fp32 torch"):
+        out = outs[source] = tmp_path / f"{source.split()[1]}.onnx"
+        code, stdout, stderr = cli("convert", "onnx", "--from", "lwopenpose", "--model", foreign_sources[source],
+                                   "--out", out)  # fmt: skip
+        assert code == 0, stdout + stderr
+        props = _outputs(out)[2]
+        assert "check on a picture: astronaut.png: 1 people" in stdout and props["check_image"].startswith("astronaut.png")
+        if source == "fp32 omz":
+            assert "the source normalises its input itself before its first Conv: Mul 0.00390625, Add -0.5" in stdout
+            assert ("normalisation: input BGR, (pixel - 0) * 1 (mean: 0 instead of the lwopenpose preset's 128, as "
+                    "the graph normalises itself; scale: 1 instead of the lwopenpose preset's 0.00390625") in stdout  # fmt: skip
+            assert float(props["input_mean"]) == 0 and float(props["input_scale"]) == 1
+            assert props["source_input_normalisation"].endswith("Mul 0.00390625, Add -0.5")
+        else:
+            assert "normalises its input itself" not in stdout and "source_input_normalisation" not in props
+            assert ("normalisation: input BGR, (pixel - 128) * 0.00390625 (mean: the lwopenpose preset's; scale: the "
+                    "lwopenpose preset's)") in stdout  # fmt: skip
+            assert float(props["input_mean"]) == 128 and float(props["input_scale"]) == 1 / 256
+        assert props["variant"] == "fp32" and float(props["parity_source_max_abs_diff"]) <= 1e-4
+    a, b = (_people(outs[s]) for s in ("fp32 omz", "fp32 torch"))
+    assert len(a) == len(b) == 1
+    np.testing.assert_allclose(a[0].keypoints, b[0].keypoints, atol=1.0)  # the same network, fed the same
+
+
+@pytest.mark.slow
+def test_a_partial_override_says_which_preset_value_it_kept(cli, foreign_sources, tmp_path):
+    """Item 2: one of ``--input-mean``/``--input-scale`` with a preset keeps the preset's other value, and
+    says so. On the real int8 graph (which wants raw pixels): the issue's ``--input-scale 1`` alone gives
+    ``(pixel - 128) * 1``, now printed (the network still finds the astronaut: a shift of 128 is survivable);
+    ``--input-mean 0`` alone gives ``pixel / 256``, and the check refuses it."""
+    out = tmp_path / "m.onnx"
+    code, stdout, stderr = cli("convert", "onnx", "--from", "lwopenpose", "--model", foreign_sources["fp32 torch"],
+                               "--out", out, "--input-scale", "1/256", "--check-image", IMAGE)  # fmt: skip
+    assert code == 0, stdout + stderr
+    assert ("normalisation: input BGR, (pixel - 128) * 0.00390625 (mean: the lwopenpose preset's; scale: "
+            "--input-scale)") in stdout  # fmt: skip
+    assert "note: only --input-scale was given: the mean 128 is the lwopenpose preset's" in stdout
+    assert f"check on a picture: {IMAGE.name}: " in stdout
+    out = tmp_path / "int8.onnx"
+    code, stdout, stderr = cli("convert", "onnx", "--from", "lwopenpose", "--model", foreign_sources["int8"],
+                               "--out", out, "--input-scale", "1")  # fmt: skip
+    assert code == 0, stdout + stderr
+    assert "normalisation: input BGR, (pixel - 128) * 1 (mean: the lwopenpose preset's; scale: --input-scale)" in stdout
+    assert "note: only --input-scale was given: the mean 128 is the lwopenpose preset's" in stdout
+    code, stdout, stderr = cli("info", out)
+    assert code == 0 and "input       BGR, (pixel - 128) * 1," in stdout
+    out = tmp_path / "int8-mean.onnx"
+    code, stdout, stderr = cli("convert", "onnx", "--from", "lwopenpose", "--model", foreign_sources["int8"],
+                               "--out", out, "--input-mean", "0")  # fmt: skip
+    assert code == 2 and "note: only --input-mean was given: the scale 0.00390625 is the lwopenpose preset's" in stdout
+    assert "finds nobody" in stderr and "(pixel - 0) * 0.00390625" in stderr and not out.exists()
+
+
+@pytest.mark.slow
+def test_a_quantised_source_keeps_its_rounding(foreign_sources, tmp_path, capsys):
+    """Item 3: the real int8 graph with its conv biases as separate Adds: onnxsim would fold them into the
+    convs and move the maps (0.065 here; 0.0225 on Lightweight OpenPose), so it is skipped for quantised
+    sources; the adopted model gives the source's maps exactly, and the tolerance is the int8 one."""
+    from converters.common import simplify
+
+    src = foreign_sources["int8 bias adds"]
+    x = byo._pixels(432, 368)
+    ref = byo._session(onnx.load(str(src))).run(None, {"data": x})
+    folded = byo._session(simplify(onnx.load(str(src)))).run(None, {"data": x})
+    assert max(float(np.abs(a - b).max()) for a, b in zip(ref, folded)) > 1e-2  # what onnxsim would have done
+    out = byo.convert_onnx(src, tmp_path / "m.onnx", preset="lwopenpose", input_mean=0, input_scale=1)
+    stdout = capsys.readouterr().out
+    assert "onnxsim: skipped for a quantised source" in stdout
+    assert "parity: max |converted - source| = 0.00e+00 over heatmaps and PAFs (tolerance 0.05 for an int8 source)" in stdout
+    props = _outputs(out)[2]
+    assert props["parity_tolerance"] == "0.05 (int8 source)" and float(props["parity_source_max_abs_diff"]) == 0
+    hm, paf = byo._session(onnx.load(str(out))).run(["heatmaps", "pafs"], {"image": x})
+    np.testing.assert_array_equal(hm, ref[0])
+    np.testing.assert_array_equal(paf, ref[1])
+    assert [n.op_type for n in onnx.load(str(out)).graph.node].count("Add") == 30  # not folded
+
+
+@pytest.mark.slow
+def test_an_adopted_int8_model_is_labelled_int8_like_the_projects_own(cli, foreign_sources, int8_variant, tmp_path):
+    """Item 4: variant and quantisation metadata read from the graph, the same as the int8 variant that the
+    foreign source was made from, so the u8s8-on-x86-without-VNNI warning fires for it too."""
+    from edgepose.cpu import int8_warning
+
+    out = tmp_path / "m.onnx"
+    code, stdout, stderr = cli("convert", "onnx", "--from", "lwopenpose", "--model", foreign_sources["int8"], "--out",
+                               out, "--input-mean", "0", "--input-scale", "1", "--check-image", IMAGE)  # fmt: skip
+    assert code == 0, stdout + stderr
+    assert "(tolerance 0.05 for an int8 source)" in stdout
+    props, own = _outputs(out)[2], _outputs(int8_variant)[2]
+    assert props["variant"] == "int8" and props["quant_format"] == "QDQ"
+    for key in ("quant_activations", "quant_weights", "quant_u8_weight_convs", "quant_kernels"):
+        assert props[key] == own[key], key
+    assert props["quant_activations"] == "uint8 asymmetric per-tensor" and props["quant_weights"] == "int8 symmetric per-channel"
+    no_vnni = {"avx2", "fma", "sse4_2"}
+    assert int8_warning(props, machine="x86_64", flags=no_vnni) == int8_warning(own, machine="x86_64", flags=no_vnni)
+    assert int8_warning(props, machine="x86_64", flags=no_vnni) is not None
+    assert int8_warning(props, machine="x86_64", flags=no_vnni | {"avx512_vnni"}) is None
+    assert PoseEstimator(out, device="cpu", threads=2).meta.variant == "int8"
+    code, stdout, _ = cli("info", out)
+    assert code == 0 and "variant int8" in stdout
+
+
+@pytest.mark.slow
+def test_an_adopted_fp16_model_is_labelled_fp16(model_path, tmp_path, capsys):
+    from converters.variants import build_fp16
+
+    fp16 = build_fp16(model_path, tmp_path / "mt.fp16.onnx", check_sources=[IMAGE], threads=2, progress=False).path
+    out = byo.convert_onnx(foreign(fp16, tmp_path / "src.onnx"), tmp_path / "m.onnx", preset="lwopenpose",
+                           input_mean=0, input_scale=1, check_image=IMAGE)  # fmt: skip
+    assert "(tolerance 0.01 for an fp16 source)" in capsys.readouterr().out
+    props = _outputs(out)[2]
+    assert props["variant"] == "fp16" and "quant_weights" not in props and props["parity_tolerance"] == "0.01 (fp16 source)"
+    assert len(_people(out, IMAGE)) >= 1
+
+
+def _quant_graph(tmp_path, op):
+    """A one-conv graph in ONNX's other int8 forms: ``QLinearConv`` (QOperator) or ``ConvInteger``."""
+    rng = np.random.default_rng(3)
+    w = rng.integers(-127, 128, (4, 3, 3, 3)).astype(np.int8)
+    inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.array(0.02, np.float32), "xs"),
+             numpy_helper.from_array(np.array(128, np.uint8), "xz"), numpy_helper.from_array(np.zeros(4, np.int8), "wz"),
+             numpy_helper.from_array(np.full(4, 0.01, np.float32), "ws"), numpy_helper.from_array(np.array(0.1, np.float32), "ys"),
+             numpy_helper.from_array(np.array(0, np.uint8), "yz")]  # fmt: skip
+    nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"])]
+    if op == "QLinearConv":
+        nodes += [helper.make_node("QLinearConv", ["xq", "xs", "xz", "w", "ws", "wz", "ys", "yz"], ["yq"]),
+                  helper.make_node("DequantizeLinear", ["yq", "ys", "yz"], ["y"])]  # fmt: skip
+    else:
+        nodes += [helper.make_node("ConvInteger", ["xq", "w", "xz", "wz"], ["yi"]),
+                  helper.make_node("Cast", ["yi"], ["y"], to=TensorProto.FLOAT)]  # fmt: skip
+    return onnx.load(str(_save(tmp_path, op, nodes, inits,
+                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 6, 6])], opset=13)))  # fmt: skip
+
+
+@pytest.mark.parametrize("op,fmt,weights", [("QLinearConv", "QOperator", "int8 symmetric per-channel"),
+                                            ("ConvInteger", "integer ops", "int8 symmetric per-tensor")])  # fmt: skip
+def test_other_int8_forms_are_int8_too(tmp_path, op, fmt, weights):
+    variant, props = byo.source_precision(_quant_graph(tmp_path, op))
+    assert variant == "int8" and props["quant_format"].startswith(fmt)
+    assert props["quant_activations"] == "uint8 asymmetric per-tensor" and props["quant_weights"] == weights
+    assert "u8s8" in props["quant_kernels"]
+
+
+def test_built_in_normalisation_is_seen_through_quantisation(tmp_path):
+    """``Sub``/``Div`` by constants behind a Q/DQ pair and a ``BatchNormalization``: seen; a ``Sub`` of a
+    non-constant or an input read twice: not a normalisation."""
+    rng = np.random.default_rng(4)
+    nodes, inits = [], [numpy_helper.from_array(np.array([104.0, 117.0, 123.0], np.float32).reshape(1, 3, 1, 1), "m"),
+                        numpy_helper.from_array(np.array(255.0, np.float32), "d")]  # fmt: skip
+    inits += [numpy_helper.from_array(np.array(0.01, np.float32), "qs"), numpy_helper.from_array(np.array(128, np.uint8), "qz"),
+              numpy_helper.from_array(np.ones(3, np.float32), "bn1"),
+              numpy_helper.from_array(np.zeros(3, np.float32), "bn0")]  # fmt: skip
+    nodes += [helper.make_node("Sub", ["x", "m"], ["x1"]), helper.make_node("Div", ["x1", "d"], ["x2"]),
+              helper.make_node("QuantizeLinear", ["x2", "qs", "qz"], ["x2q"]),
+              helper.make_node("DequantizeLinear", ["x2q", "qs", "qz"], ["x3"]),
+              helper.make_node("BatchNormalization", ["x3", "bn1", "bn0", "bn0", "bn1"], ["x4"])]  # fmt: skip
+    _conv(nodes, inits, rng, "x4", 3, 4, "c", relu=False)
+    m = onnx.load(str(_save(tmp_path, "norm", nodes, inits, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                            [helper.make_tensor_value_info("c", TensorProto.FLOAT, [1, 4, 8, 8])], opset=17)))  # fmt: skip
+    assert byo.builtin_normalisation(m, "x") == ["Sub (104, 117, 123)", "Div 255", "BatchNormalization"]
+    m.graph.node.insert(0, helper.make_node("Relu", ["x"], ["unused"]))  # the input read twice
+    assert byo.builtin_normalisation(m, "x") == []
