@@ -172,6 +172,8 @@ def decode_request_image(raw: bytes, max_pixels: int = MAX_PIXELS, name: str = I
         raise ImageError(f"{name}: empty file")
     size = header_size(raw)
     if size is None:
+        if raw[:2] in (b"\x89P", b"\xff\xd8", b"BM") or raw[:4] == b"RIFF":  # a known format, its header broken
+            raise ImageError(f"{name}: not a readable image (corrupt or truncated header)")
         raise ImageError(f"{name}: not a JPEG, PNG, BMP or WebP picture whose header gives its size")
     w, h = size
     if w < 1 or h < 1:
