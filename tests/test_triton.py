@@ -96,8 +96,11 @@ def test_existing_folder_is_refused_unless_force(model_path, tmp_path, cli):
     (out / "keep.txt").write_text("mine")
     code, _, err = cli("triton", "export", "--model", model_path, "--repo", out)
     assert code == 2 and "already exists" in err and (out / "keep.txt").read_text() == "mine"
+    code, _, err = cli("triton", "export", "--model", model_path, "--repo", out, "--force")  # not edgepose's folder
+    assert code == 2 and "nothing was deleted" in err and (out / "keep.txt").read_text() == "mine"
+    (out / "keep.txt").unlink()  # an empty folder may be replaced
     code, stdout, _ = cli("triton", "export", "--model", model_path, "--repo", out, "--force")
-    assert code == 0 and not (out / "keep.txt").exists() and (out / "edgepose_pipeline" / "1" / "model.onnx").is_file()
+    assert code == 0 and (out / "edgepose_pipeline" / "1" / "model.onnx").is_file()
 
 
 def test_model_without_metadata_is_a_clear_error(tmp_path, cli):
@@ -266,7 +269,8 @@ def test_forced_ensemble_shows_the_servers_refusal(server, cli):
     img = _pictures(1)[0]
     code, _, err = cli("run", img, "--server", server.grpc_url, "--server-model", "ensemble", "--no-progress")
     assert code == 2
-    assert "unable to find backend library for backend 'onnxruntime'" in err  # the server's words, as they are
+    assert "model edgepose is not available" in err
+    assert "explicit model load / unload is not allowed" in err  # the server's words: its repository API is closed
 
 
 @pytest.mark.triton

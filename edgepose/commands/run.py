@@ -78,8 +78,12 @@ def configure(p: argparse.ArgumentParser) -> None:
     tr.add_argument("--smooth-min-cutoff", type=float, default=1.0, metavar="HZ", help="One-Euro cut-off at rest (default 1.0)")
     tr.add_argument("--smooth-beta", type=float, default=0.02, help="One-Euro speed coefficient (default 0.02)")
     sv = p.add_argument_group("Triton server (the network and decoding run there; see docs/triton.md)")
-    sv.add_argument("--server", metavar="URL[,URL...]", help="grpc://HOST:PORT or http://HOST:PORT of one or more "
+    sv.add_argument("--server", metavar="URL[,URL...]", help="grpc[s]://HOST:PORT or http[s]://HOST:PORT of one or more "
                     "Triton servers serving an `edgepose triton export` repository (frames spread over the healthy ones)")  # fmt: skip
+    sv.add_argument("--server-ca", default=None, metavar="FILE", help="PEM certificate authorities for grpcs:// and "
+                    "https:// servers (default: the system's)")  # fmt: skip
+    sv.add_argument("--server-header", action="append", default=[], metavar="NAME=VALUE", help="a header sent with "
+                    "every request (an API key, a bearer token); repeatable; values are never logged")  # fmt: skip
     sv.add_argument("--server-model", default=None, metavar="ensemble|pipeline|NAME",
                     help="force a model (default: the ensemble when ready, else the pipeline)")  # fmt: skip
     sv.add_argument("--wire", choices=("raw", "jpeg", "png"), default="raw", help="raw: letterboxed uint8 frames "
@@ -210,7 +214,8 @@ def run(args: argparse.Namespace) -> int:
             from edgepose.triton.client import RemoteEstimator
 
             est = RemoteEstimator(args.server, model=args.server_model, wire=args.wire, size=args.size,
-                                  jpeg_quality=args.jpeg_quality, prefix=args.server_prefix, timeout=args.server_timeout)  # fmt: skip
+                                  jpeg_quality=args.jpeg_quality, prefix=args.server_prefix, timeout=args.server_timeout,
+                                  ca_file=args.server_ca, headers=args.server_header)  # fmt: skip
             args.workers = args.workers or (1 if kind == "image" else est.in_flight)
         else:
             est = estimator_from_args(args)

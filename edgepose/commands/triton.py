@@ -21,7 +21,8 @@ def configure(p: argparse.ArgumentParser) -> None:
                         "server-side decoding (python backend), two ensembles and a self-contained pipeline model.")  # fmt: skip
     ex.add_argument("--model", default="models/mobilenet_thin.onnx", help="edgepose ONNX model (default %(default)s)")
     ex.add_argument("--repo", type=Path, required=True, help="the repository folder to write")
-    ex.add_argument("--force", action="store_true", help="replace the folder if it exists")
+    ex.add_argument("--force", action="store_true", help="replace the folder if it exists and is a repository "
+                    "edgepose wrote (any other folder is refused, nothing deleted)")  # fmt: skip
     ex.add_argument("--prefix", default="edgepose", help="model-name prefix (default %(default)s)")
     ex.add_argument("--max-batch-size", type=int, default=8, help="largest dynamic batch (default %(default)s)")
     ex.add_argument("--queue-delay-us", type=int, default=0, help="dynamic batching's queue delay in "
@@ -38,14 +39,18 @@ def configure(p: argparse.ArgumentParser) -> None:
     ex.add_argument("--size", default=None, help="pixel budget WxH of the encoded-image wire format (default: the model's)")
     ex.add_argument("--python-env", default=None, metavar="PATH", help="EXECUTION_ENV_PATH of the Python models "
                     "(a packed environment on the server; default: the stub's own python3)")  # fmt: skip
+    ex.add_argument("--max-pixels", type=int, default=None, metavar="N", help="the server refuses a picture sent as "
+                    "bytes whose header says more pixels, before decoding it (default 89478485, Pillow's cap)")  # fmt: skip
     ex.set_defaults(func=export)
     sv = sub.add_parser("serve", help="start a real tritonserver on this machine (development, tests)",
                         description="Start the tritonserver of the nvidia-pytriton wheel (Python backend only) "
-                        "on the repository; the models it cannot run are named and skipped.")  # fmt: skip
+                        "on the repository; the models it cannot run are named and skipped. The model-repository "
+                        "API is closed (model control mode none): no client can load or unload a model.")  # fmt: skip
     sv.add_argument("--repo", type=Path, required=True, help="the model repository")
     sv.add_argument("--grpc-port", type=int, default=8001, help="gRPC port (default %(default)s; 0: a free one)")
     sv.add_argument("--http-port", type=int, default=8000, help="HTTP port (default %(default)s; 0: a free one)")
-    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback)")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback; another address "
+                    "is warned about: anyone who reaches it can run inference)")  # fmt: skip
     sv.add_argument("--triton-env", default=None, metavar="DIR", help="the Python environment with nvidia-pytriton "
                     "and edgepose (default $EDGEPOSE_TRITON_ENV or .venv-triton)")  # fmt: skip
     sv.add_argument("--models", default=None, help="comma-separated models to load (default: all it can run)")
@@ -63,6 +68,7 @@ def export(args: argparse.Namespace) -> int:
         instances=args.instances, kind=args.kind, gpus=[int(g) for g in args.gpus.split(",") if g.strip()],
         tensorrt=args.tensorrt, trt_fp16=args.trt_precision == "fp16", trt_cache=args.trt_cache, threads=args.threads,
         size=parse_size(args.size, (0, 0)) if args.size else None, python_env=args.python_env,
+        **({"max_pixels": args.max_pixels} if args.max_pixels is not None else {}),
     )  # fmt: skip
     names = export_repository(args.model, args.repo, opt, force=args.force)
     print(f"wrote {args.repo}: {', '.join(names)}")
@@ -70,10 +76,13 @@ def export(args: argparse.Namespace) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
-    from edgepose.triton.server import TritonServer
+    from edgepose.triton.server import TritonServer, exposure_warning
 
+    warn = exposure_warning(args.host)
+    if warn:
+        print(f"warning: {warn}", file=sys.stderr, flush=True)
     srv = TritonServer(args.repo, grpc_port=args.grpc_port, http_port=args.http_port, host=args.host,
-                       env=args.triton_env, startup_timeout=args.startup_timeout, log_path=args.log,
+                       env=args.triton_env, startup_timeout=args.startup_timeout, log_path=args.log, warn_exposure=False,
                        models=[m.strip() for m in args.models.split(",")] if args.models else None)  # fmt: skip
     stop = threading.Event()
     got: dict = {"signal": None}

@@ -9,21 +9,25 @@ class                  model
                        of one dynamic batch that share a frame size go through the network together
 =====================  ===================================================================================
 
-A bad request (wrong sizes, an undecodable image) gets its own error response; the others in the
-same batch are answered. ``triton_python_backend_utils`` exists only inside the server's stub, so it
-is imported in ``initialize``.
+A bad request (wrong sizes, an undecodable image) gets its own error response, one line; the others
+in the same batch are answered. An encoded picture is decoded in one place (:func:`decode_request_image`):
+its size is read from its header first and a picture above the pixel cap (config parameter
+``max_pixels``, default :data:`MAX_PIXELS`, Pillow's limit) is refused before any pixel is decoded;
+only JPEG, PNG, BMP and WebP are taken (formats whose header says the size).
+``triton_python_backend_utils`` exists only inside the server's stub, so it is imported in ``initialize``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import struct
 from pathlib import Path
 
 import numpy as np
 
 from edgepose.decode import DecoderConfig, Workspace
-from edgepose.imageio import decode_image
+from edgepose.imageio import ImageError, decode_image
 from edgepose.meta import HEATMAPS, PAFS, ModelMeta
 from edgepose.runner import Letterbox, decode_to_image, fit_size, parse_size
 from edgepose.triton.wire import (
@@ -32,6 +36,7 @@ from edgepose.triton.wire import (
     IMAGE_SIZE,
     KEYPOINTS,
     LETTERBOX,
+    MAX_PIXELS,
     SCORES,
     box_from_array,
     check_box,
@@ -41,7 +46,8 @@ from edgepose.triton.wire import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DecodeModel", "ImageDecodeModel", "PipelineModel", "people_from_maps"]
+__all__ = ["DecodeModel", "ImageDecodeModel", "PipelineModel", "people_from_maps", "decode_request_image",
+           "header_size", "MAX_PIXELS"]
 
 
 def _params(args: dict) -> dict[str, str]:
@@ -70,9 +76,10 @@ class _Base:
         self.pb = pb_utils
         self.params = _params(args)
         self.name = args.get("model_name", "edgepose")
+        self.max_pixels = int(self.params.get("max_pixels") or MAX_PIXELS)
 
-    def _error(self, e: Exception):
-        return self.pb.InferenceResponse(error=self.pb.TritonError(f"{self.name}: {e}"))
+    def _error(self, e: BaseException):
+        return self.pb.InferenceResponse(error=self.pb.TritonError(f"{self.name}: {one_line(e)}"))
 
     def _people(self, kps: np.ndarray, scores: np.ndarray, size: tuple[int, int] | None = None):
         out = [self.pb.Tensor(KEYPOINTS, np.ascontiguousarray(kps[None], np.float32)),
@@ -95,14 +102,103 @@ def _one(a: np.ndarray, name: str) -> np.ndarray:
     return a[0]
 
 
-def _image_from_bytes(a: np.ndarray) -> tuple[np.ndarray, list[str]]:
+def one_line(e: BaseException) -> str:
+    """An error as one line (OpenCV's and others' messages span several)."""
+    text = " ".join(str(e).split())
+    return text or type(e).__name__
+
+
+def _jpeg_size(d: bytes) -> tuple[int, int] | None:
+    i = 2
+    while i + 4 <= len(d):
+        if d[i] != 0xFF:
+            return None
+        marker = d[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD9)):  # standalone markers
+            i += 2
+            continue
+        (length,) = struct.unpack(">H", d[i + 2 : i + 4])
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # a start-of-frame
+            if i + 9 > len(d):
+                return None
+            h, w = struct.unpack(">HH", d[i + 5 : i + 9])
+            return w, h
+        if marker in (0xD9, 0xDA) or length < 2:  # end of image / scan before any frame header
+            return None
+        i += 2 + length
+    return None
+
+
+def header_size(data: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` from an encoded picture's header, without decoding it: JPEG, PNG, BMP, WebP.
+
+    Returns None for another format or a header too short or broken to say.
+    """
+    d = bytes(data[:65536]) if not isinstance(data, bytes) else data
+    if d[:8] == b"\x89PNG\r\n\x1a\n" and len(d) >= 24 and d[12:16] == b"IHDR":
+        return struct.unpack(">II", d[16:24])
+    if d[:2] == b"\xff\xd8":
+        return _jpeg_size(d)
+    if d[:2] == b"BM" and len(d) >= 26:
+        if struct.unpack("<I", d[14:18])[0] == 12:  # OS/2 header
+            return struct.unpack("<HH", d[18:22])
+        w, h = struct.unpack("<ii", d[18:26])
+        return abs(w), abs(h)
+    if d[:4] == b"RIFF" and d[8:12] == b"WEBP" and len(d) >= 30:
+        kind = d[12:16]
+        if kind == b"VP8 ":
+            w, h = struct.unpack("<HH", d[26:30])
+            return w & 0x3FFF, h & 0x3FFF
+        if kind == b"VP8L":
+            (b,) = struct.unpack("<I", d[21:25])
+            return 1 + (b & 0x3FFF), 1 + ((b >> 14) & 0x3FFF)
+        if kind == b"VP8X":
+            return 1 + int.from_bytes(d[24:27], "little"), 1 + int.from_bytes(d[27:30], "little")
+    return None
+
+
+def decode_request_image(raw: bytes, max_pixels: int = MAX_PIXELS, name: str = IMAGE_BYTES) -> tuple[np.ndarray, list[str]]:
+    """A request's encoded picture -> uint8 BGR (the one place the Triton models decode).
+
+    The size comes from the header first: a picture above ``max_pixels`` is refused before decoding.
+
+    Raises:
+        ImageError: empty, not JPEG/PNG/BMP/WebP, above the cap, or undecodable (one line).
+    """
+    if not raw:
+        raise ImageError(f"{name}: empty file")
+    size = header_size(raw)
+    if size is None:
+        if raw[:2] in (b"\x89P", b"\xff\xd8", b"BM") or raw[:4] == b"RIFF":  # a known format, its header broken
+            raise ImageError(f"{name}: not a readable image (corrupt or truncated header)")
+        raise ImageError(f"{name}: not a JPEG, PNG, BMP or WebP picture whose header gives its size")
+    w, h = size
+    if w < 1 or h < 1:
+        raise ImageError(f"{name}: the header says {w}x{h} pixels")
+    if w * h > max_pixels:
+        raise ImageError(f"{name}: {w}x{h} = {w * h} pixels is above the server's cap of {max_pixels} pixels")
+    try:
+        img, warnings = decode_image(raw, name)
+    except ImageError:
+        raise
+    except Exception as e:  # cv2.error and friends: this picture's error, not the model's
+        raise ImageError(f"{name}: cannot decode ({one_line(e)})") from None
+    if img.shape[0] * img.shape[1] > max_pixels:  # a header that lied
+        raise ImageError(f"{name}: decodes to {img.shape[1]}x{img.shape[0]} pixels, above the cap of {max_pixels}")
+    return img, warnings
+
+
+def _image_from_bytes(a: np.ndarray, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, list[str]]:
     data = _one(a, IMAGE_BYTES).reshape(-1)
     if data.size != 1:
         raise ValueError(f"{IMAGE_BYTES} must hold one encoded image, got {data.size} elements")
     raw = data[0]
     if isinstance(raw, str):
         raw = raw.encode("latin-1")
-    return decode_image(bytes(raw), IMAGE_BYTES)
+    return decode_request_image(bytes(raw), max_pixels)
 
 
 class DecodeModel(_Base):
@@ -139,7 +235,7 @@ class ImageDecodeModel(_Base):
         out = []
         for r in requests:
             try:
-                img, _ = _image_from_bytes(self._input(r, IMAGE_BYTES))
+                img, _ = _image_from_bytes(self._input(r, IMAGE_BYTES), self.max_pixels)
                 h, w = img.shape[:2]
                 nw, nh, pw, ph = fit_size(w, h, self.budget, self.meta.stride)
                 box = Letterbox((w, h), (nw, nh), (pw, ph))
@@ -182,7 +278,7 @@ class PipelineModel(_Base):
         if data is not None:
             if frame is not None:
                 raise ValueError(f"send either {FRAME} + {LETTERBOX} or {IMAGE_BYTES}, not both")
-            img, _ = _image_from_bytes(data)
+            img, _ = _image_from_bytes(data, self.max_pixels)
             x, box = self.est.preprocess(img)
             return x, box, True
         lb = self._input(request, LETTERBOX)

@@ -12,6 +12,11 @@ back-off, and the frame is resent to another server: no frame is lost or answere
 A request the server refuses (a malformed frame) fails that frame only. :meth:`summary` counts
 per server.
 
+Secure connections: ``grpcs://`` and ``https://`` servers are reached over TLS, verified against the
+system's certificate authorities or ``ca_file``; ``headers`` go with every request (an API key or a
+bearer token for a gateway, or the secret of Triton's restricted-API options). Header values never
+appear in logs or errors: any message that would hold one says ``***`` instead.
+
 Example:
     >>> est = RemoteEstimator("grpc://127.0.0.1:8001,grpc://127.0.0.1:9001")  # doctest: +SKIP
     >>> for r in est.stream("clip.mp4"):  # doctest: +SKIP
@@ -52,10 +57,12 @@ from edgepose.triton.wire import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RemoteEstimator", "RequestError", "ServerError", "parse_servers", "WIRES"]
+__all__ = ["RemoteEstimator", "RequestError", "ServerError", "parse_servers", "parse_headers", "WIRES", "SCHEMES"]
 
 #: client-side wire choices: raw letterboxed uint8, or the frame encoded as JPEG / PNG (bytes format)
 WIRES = ("raw", "jpeg", "png")
+#: server URL schemes: gRPC and HTTP, plain or over TLS
+SCHEMES = ("grpc", "grpcs", "http", "https")
 #: gRPC / HTTP conditions that mean "this server is gone", not "this request is bad"
 _DOWN_CODES = ("UNAVAILABLE", "CANCELLED", "DEADLINE_EXCEEDED")
 _DOWN_WORDS = ("connect", "socket closed", "broken pipe", "reset by peer", "server is stopping", "unavailable", "eof")
@@ -67,7 +74,7 @@ class RequestError(ValueError):
 
 def _tc(scheme: str):
     try:
-        if scheme == "grpc":
+        if scheme.startswith("grpc"):
             import tritonclient.grpc as mod
         else:
             import tritonclient.http as mod
@@ -82,17 +89,50 @@ def _message(e: Exception) -> str:
     return str(m or e)
 
 
+def parse_headers(items: list[str] | dict[str, str] | None) -> dict[str, str]:
+    """``["Authorization=Bearer x", "X-Key=y"]`` -> a dict (a dict is checked and returned).
+
+    Raises:
+        ValueError: an item without ``=``, or a name that is not a plain header name (the message
+            never holds the value).
+    """
+    if not items:
+        return {}
+    pairs = list(items.items()) if isinstance(items, dict) else []
+    for i, item in enumerate([] if isinstance(items, dict) else items, 1):
+        name, sep, value = str(item).partition("=")
+        if not sep:
+            raise ValueError(f"server header {i} must be NAME=VALUE (it has no '=')")
+        pairs.append((name, value))
+    out = {}
+    for name, value in pairs:
+        name = name.strip()
+        if not name or not all(c.isalnum() or c in "-_" for c in name):
+            raise ValueError(f"server header name {name!r} must be letters, digits, '-' or '_'")
+        if any(c in str(value) for c in "\r\n\0"):
+            raise ValueError(f"server header {name!r}: its value holds a line break or NUL")
+        out[name] = str(value)
+    return out
+
+
 def parse_servers(spec: str | list[str]) -> list[tuple[str, str]]:
-    """``"grpc://h:p,http://h2:p2"`` -> ``[("grpc", "h:p"), ("http", "h2:p2")]``."""
+    """``"grpc://h:p,https://h2:p2"`` -> ``[("grpc", "h:p"), ("https", "h2:p2")]`` (grpc, grpcs, http, https)."""
     items = spec.split(",") if isinstance(spec, str) else list(spec)
     out = []
     for s in (x.strip() for x in items):
         if not s:
             continue
         u = urlsplit(s if "://" in s else f"grpc://{s}")
-        if u.scheme not in ("grpc", "http") or not u.hostname or not u.port:
-            raise ValueError(f"server must be grpc://HOST:PORT or http://HOST:PORT, not {s!r}")
-        out.append((u.scheme, f"{u.hostname}:{u.port}"))
+        try:
+            port = u.port
+        except ValueError:
+            port = None
+        if u.scheme not in SCHEMES or not u.hostname or not port or u.username or u.password:
+            shown = u._replace(netloc=f"***@{u.hostname}" + (f":{port}" if port else "")).geturl() if u.username else s
+            raise ValueError(f"server must be grpc[s]://HOST:PORT or http[s]://HOST:PORT (credentials go in "
+                             f"--server-header), not {shown!r}")  # fmt: skip
+        host = f"[{u.hostname}]" if ":" in u.hostname else u.hostname
+        out.append((u.scheme, f"{host}:{port}"))
     if not out:
         raise ValueError("no server given")
     return out
@@ -135,6 +175,10 @@ class RemoteEstimator:
         request_timeout: seconds one request may take.
         retry_delay, max_retry_delay: back-off before a failed server is tried again (doubling).
         in_flight: requests in flight at once in :meth:`stream` and :meth:`predict_batch`.
+        ca_file: PEM certificate authorities that sign the ``grpcs``/``https`` servers' certificates
+            (default: the system's).
+        headers: ``{name: value}`` or ``["NAME=VALUE", ...]`` sent with every request; the values are
+            never logged nor put in an error message.
 
     Raises:
         ServerError: no server ready within ``timeout``, or the model is not available there (the
@@ -144,9 +188,15 @@ class RemoteEstimator:
     def __init__(self, servers: str | list[str], *, model: str | None = None, wire: str = "raw",
                  size: str | tuple[int, int] | None = None, jpeg_quality: int = 90, prefix: str = "edgepose",
                  timeout: float = 10.0, request_timeout: float = 30.0, retry_delay: float = 0.5,
-                 max_retry_delay: float = 8.0, in_flight: int | None = None) -> None:  # fmt: skip
+                 max_retry_delay: float = 8.0, in_flight: int | None = None, ca_file: str | Path | None = None,
+                 headers: dict[str, str] | list[str] | None = None) -> None:  # fmt: skip
         if wire not in WIRES:
             raise ValueError(f"wire must be one of {', '.join(WIRES)}, not {wire!r}")
+        self.headers = parse_headers(headers)
+        self._secrets = sorted({v for v in self.headers.values() if v}, key=len, reverse=True)
+        self.ca_file = str(ca_file) if ca_file else None
+        if self.ca_file and not Path(self.ca_file).is_file():
+            raise FileNotFoundError(f"no CA file at {self.ca_file}")
         self.endpoints = [_Endpoint(s, a) for s, a in parse_servers(servers)]
         for ep in self.endpoints:
             _tc(ep.scheme)
@@ -160,7 +210,7 @@ class RemoteEstimator:
         self._all_down_since: float | None = None
         first = self._first_ready()
         self.model_name = self._choose_model(first, model, prefix)
-        cfg = self._call(first, lambda c: c.get_model_config(self.model_name))
+        cfg = self._call(first, lambda c: c.get_model_config(self.model_name, headers=self.headers))
         self.meta = self._meta_from_config(cfg)
         self.layout = self.meta.layout
         self.budget = parse_size(size, self.meta.input_size)
@@ -180,22 +230,34 @@ class RemoteEstimator:
         c = getattr(ep.local, "client", None)
         if c is None:  # one per thread: the HTTP client is not thread-safe
             mod, _ = _tc(ep.scheme)
-            c = ep.local.client = mod.InferenceServerClient(ep.address, network_timeout=self.request_timeout) \
-                if ep.scheme == "http" else mod.InferenceServerClient(ep.address)  # fmt: skip
+            if ep.scheme.startswith("http"):
+                tls = {"ssl": True, "ssl_options": {"ca_certs": self.ca_file} if self.ca_file else None} \
+                    if ep.scheme == "https" else {}  # fmt: skip
+                c = mod.InferenceServerClient(ep.address, network_timeout=self.request_timeout, **tls)
+            else:
+                tls = {"ssl": True, "root_certificates": self.ca_file} if ep.scheme == "grpcs" else {}  # a file name
+                c = mod.InferenceServerClient(ep.address, **tls)
+            ep.local.client = c
         return c
+
+    def _scrub(self, text: str) -> str:
+        """``text`` with every header value replaced by ``***``."""
+        for v in self._secrets:
+            text = text.replace(v, "***")
+        return text
 
     def _call(self, ep: _Endpoint, fn):
         _, exc = _tc(ep.scheme)
         try:
             return fn(self._client(ep))
         except exc as e:
-            raise RequestError(f"{ep.url}: {_message(e)}") from e
+            raise RequestError(self._scrub(f"{ep.url}: {_message(e)}")) from None
 
     def _ready(self, ep: _Endpoint, quick: bool = False) -> bool:
         try:
-            return bool(self._client(ep).is_server_ready())
-        except Exception as e:  # refused connection, DNS, ...
-            ep.last_error = f"{type(e).__name__}: {e}"
+            return bool(self._client(ep).is_server_ready(headers=self.headers))
+        except Exception as e:  # refused connection, DNS, TLS, ...
+            ep.last_error = self._scrub(f"{type(e).__name__}: {_message(e)}")
             return False
 
     def _first_ready(self) -> _Endpoint:
@@ -226,7 +288,7 @@ class RemoteEstimator:
         if self._model_ready(ep, name):
             return name
         try:  # explicit model control: ask the server, and show its answer as it is
-            self._call(ep, lambda c: c.load_model(name))
+            self._call(ep, lambda c: c.load_model(name, headers=self.headers))
         except RequestError as e:
             raise ServerError(f"model {name} is not available on {ep.url}: {e}") from None
         if not self._model_ready(ep, name):
@@ -235,7 +297,7 @@ class RemoteEstimator:
 
     def _model_ready(self, ep: _Endpoint, name: str) -> bool:
         try:
-            return bool(self._client(ep).is_model_ready(name))
+            return bool(self._client(ep).is_model_ready(name, headers=self.headers))
         except Exception:
             return False
 
@@ -310,11 +372,11 @@ class RemoteEstimator:
                 if self._is_down(e):
                     ep.failures += 1
                     ep.resent += 1
-                    self._take_out(ep, f"{type(e).__name__}: {_message(e)}")
+                    self._take_out(ep, self._scrub(f"{type(e).__name__}: {_message(e)}"))
                     continue
                 with self._lock:
                     ep.refused += 1
-                raise RequestError(f"{ep.url}: {_message(e)}") from None
+                raise RequestError(self._scrub(f"{ep.url}: {_message(e)}")) from None
             with self._lock:
                 ep.in_flight -= 1
                 ep.frames += 1
@@ -372,7 +434,7 @@ class RemoteEstimator:
                 inputs.append(t)
             outs = [mod.InferRequestedOutput(KEYPOINTS), mod.InferRequestedOutput(SCORES)]
             kw = {"client_timeout": self.request_timeout} if "grpc" in mod.__name__ else {}
-            return client.infer(self.model_name, inputs, outputs=outs, **kw)
+            return client.infer(self.model_name, inputs, outputs=outs, headers=self.headers, **kw)
 
         res, _ = self._request(fn)
         kps = np.array(res.as_numpy(KEYPOINTS)[0], np.float32)
@@ -391,7 +453,7 @@ class RemoteEstimator:
             t = mod.InferInput(IMAGE_BYTES, [1, 1], "BYTES")
             t.set_data_from_numpy(arrays[IMAGE_BYTES][0])
             outs = [mod.InferRequestedOutput(n) for n in (KEYPOINTS, SCORES, IMAGE_SIZE)]
-            return client.infer(self.model_name, [t], outputs=outs)
+            return client.infer(self.model_name, [t], outputs=outs, headers=self.headers)
 
         res, _ = self._request(fn)
         kps, scores = res.as_numpy(KEYPOINTS)[0], res.as_numpy(SCORES)[0]

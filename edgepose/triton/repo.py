@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgepose.meta import HEATMAPS, INPUT, PAFS, MetadataError, ModelMeta
-from edgepose.triton.wire import FRAME, IMAGE_BYTES, IMAGE_SIZE, KEYPOINTS, LETTERBOX, SCORES
+from edgepose.triton.wire import FRAME, IMAGE_BYTES, IMAGE_SIZE, KEYPOINTS, LETTERBOX, MAX_PIXELS, SCORES
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,8 @@ __all__ = ["ExportOptions", "ExportError", "export_repository", "model_names", "
 
 #: the config ``parameters`` key holding the model's edgepose metadata (JSON of its metadata_props)
 META_KEY = "edgepose_meta"
+#: the file that marks a folder as a repository `edgepose triton export` wrote (what ``--force`` may replace)
+MARKER = ".edgepose-repository"
 
 
 class ExportError(ValueError):
@@ -73,6 +75,8 @@ class ExportOptions:
         size: pixel budget ``(w, h)`` the bytes wire format letterboxes to (default: the model's preferred size).
         python_env: ``EXECUTION_ENV_PATH`` for the Python models (a packed environment on the server);
             None: the stub's own Python (the first ``python3`` on the server's PATH).
+        max_pixels: the Python models refuse a picture sent as bytes whose header says more pixels
+            (before decoding it).
     """
 
     prefix: str = "edgepose"
@@ -87,12 +91,15 @@ class ExportOptions:
     threads: int = 0
     size: tuple[int, int] | None = None
     python_env: str | None = None
+    max_pixels: int = MAX_PIXELS
 
     def check(self) -> None:
         if not self.prefix.replace("_", "").replace("-", "").isalnum():
             raise ExportError(f"prefix must be letters, digits, '_' or '-', not {self.prefix!r}")
         if self.max_batch_size < 1 or self.instances < 1 or self.queue_delay_us < 0 or self.threads < 0:
             raise ExportError("max batch size and instances must be at least 1, queue delay and threads at least 0")
+        if self.max_pixels < 1:
+            raise ExportError(f"max pixels must be at least 1, not {self.max_pixels}")
         if self.kind not in ("cpu", "gpu"):
             raise ExportError(f"instance kind must be cpu or gpu, not {self.kind!r}")
         if self.tensorrt and self.kind != "gpu":
@@ -198,6 +205,7 @@ def _configs(meta: ModelMeta, props: dict[str, str], opt: ExportOptions) -> dict
     budget = opt.size or meta.input_size
     batching = {"dynamic_batching": {"max_queue_delay_microseconds": int(opt.queue_delay_us)}}
     py_params = {"EXECUTION_ENV_PATH": opt.python_env} if opt.python_env else {}
+    py_params["max_pixels"] = str(int(opt.max_pixels))
     people = [_tensor(KEYPOINTS, "FP32", [-1, k, 3]), _tensor(SCORES, "FP32", [-1])]
     frame_in = [_tensor(FRAME, "UINT8", [-1, -1, 3]), _tensor(LETTERBOX, "INT32", [4])]
     maps = [_tensor(HEATMAPS, "FP32", [hm_c, -1, -1]), _tensor(PAFS, "FP32", [paf_c, -1, -1])]
@@ -324,6 +332,26 @@ from edgepose.triton.backend import {cls} as TritonPythonModel  # noqa: F401
 '''
 
 
+def _not_a_repository(repo: Path) -> str | None:
+    """Why ``repo`` is not a repository edgepose wrote (None when it is, or is empty).
+
+    One is: a folder holding :data:`MARKER`, or (written before the marker) one whose every entry is a
+    model folder with a ``config.pbtxt`` carrying edgepose's metadata parameter.
+    """
+    if (repo / MARKER).is_file() and not (repo / MARKER).is_symlink():
+        return None
+    for entry in sorted(repo.iterdir()):
+        cfg = entry / "config.pbtxt"
+        if entry.is_symlink() or not entry.is_dir() or not cfg.is_file():
+            return f"holds {entry.name!r}, which is not an edgepose model folder"
+        try:
+            if META_KEY not in parse_config(cfg.read_text(errors="replace")).parameters:
+                return f"holds {entry.name!r}, whose config.pbtxt edgepose did not write"
+        except (ExportError, OSError):
+            return f"holds {entry.name!r}, whose config.pbtxt is not Triton's"
+    return None
+
+
 def export_repository(model: str | Path, repo: str | Path, options: ExportOptions | None = None, *,
                       force: bool = False) -> list[str]:  # fmt: skip
     """Write the Triton model repository for ``model`` into ``repo``.
@@ -332,7 +360,9 @@ def export_repository(model: str | Path, repo: str | Path, options: ExportOption
         model: an edgepose ONNX model (any variant and layout).
         repo: the repository folder; it must not exist unless ``force``.
         options: serving options (:class:`ExportOptions`).
-        force: replace an existing folder (only once the new repository is complete).
+        force: replace an existing folder (only once the new repository is complete) that is a
+            repository edgepose wrote (it holds :data:`MARKER`, or only model folders whose configs
+            carry edgepose's metadata); any other folder is refused and nothing is deleted.
 
     Returns:
         the model names written.
@@ -345,8 +375,12 @@ def export_repository(model: str | Path, repo: str | Path, options: ExportOption
     model, repo = Path(model), Path(repo)
     if repo.exists() and not force:
         raise ExportError(f"{repo} already exists; pass --force to replace it")
-    if repo.exists() and not repo.is_dir():
-        raise ExportError(f"{repo} exists and is not a folder")
+    if repo.is_symlink() or (repo.exists() and not repo.is_dir()):
+        raise ExportError(f"{repo} exists and is not a folder; nothing was replaced")
+    if repo.exists():
+        why = _not_a_repository(repo)
+        if why:
+            raise ExportError(f"--force replaces only a repository edgepose wrote; {repo} {why}: nothing was deleted")
     m, props, meta = _load(model)
     props = {k: v for k, v in props.items()}
     props.setdefault("source_file", model.name)  # a name, not the exporting machine's path
@@ -363,6 +397,7 @@ def export_repository(model: str | Path, repo: str | Path, options: ExportOption
         files[n[role]]["1/model.py"] = _MODEL_PY.format(role=role, cls=cls)
     for role in ("ensemble", "ensemble_bytes"):
         files[n[role]]["1/.keep"] = ""  # an ensemble needs an (empty) version folder
+    marker = "written by `edgepose triton export`; `--force` replaces only a folder holding this file\n"
     repo.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{repo.name}.", dir=repo.parent))
     try:
@@ -371,11 +406,11 @@ def export_repository(model: str | Path, repo: str | Path, options: ExportOption
                 p = tmp / name / rel
                 p.parent.mkdir(parents=True, exist_ok=True)
                 (p.write_bytes if isinstance(data, bytes) else p.write_text)(data)
+        (tmp / MARKER).write_text(marker)
         tmp.chmod(0o755)
         if repo.exists():
-            old = repo.with_name(f".{repo.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            repo.rename(old)
+            old = Path(tempfile.mkdtemp(prefix=f".{repo.name}.old.", dir=repo.parent))  # a fresh name: no one else's
+            repo.rename(old / "repository")
             tmp.rename(repo)
             shutil.rmtree(old, ignore_errors=True)
         else:

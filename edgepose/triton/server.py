@@ -8,9 +8,15 @@ runs the models with the first ``python3`` on its ``PATH``, so the launcher puts
 
 What the launcher does: copies the Python backend (``libtriton_python.so``, its utilities, and the
 stub for the environment's Python version) into one backend folder, points ``LD_LIBRARY_PATH`` at
-the wheel's bundled libraries, gives every server its own shared-memory prefix, loads only the
-models whose backend is there (explicit model control) and names the others, and waits until the
-server is ready.
+the wheel's bundled libraries, gives every server its own shared-memory prefix, serves only the
+models whose backend is there (and names the others), and waits until the server is ready.
+
+The model-repository API stays closed: the server runs with ``--model-control-mode=none`` on a
+private repository folder that links only the models it serves, so a client cannot load its own
+Python model (a ``file:1/model.py`` load request runs code as the server's user) nor unload ours.
+The server binds loopback unless told otherwise; :func:`exposure_warning` says what another address
+opens. ``require_header`` makes every request (health included) carry a shared secret header
+(Triton's restricted-API options); ``tls`` serves gRPC over TLS (``grpcs://``).
 
 Example:
     >>> with TritonServer("triton_repo") as srv:  # doctest: +SKIP
@@ -19,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import shutil
@@ -36,7 +43,12 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TritonServer", "TritonInstall", "ServerError", "log_tail", "find_install", "free_port", "repository_models"]
+__all__ = ["TritonServer", "TritonInstall", "ServerError", "log_tail", "find_install", "free_port", "repository_models",
+           "exposure_warning", "RESTRICTABLE_APIS"]
+
+#: every API group Triton 2.51's restricted-API options take (``require_header`` restricts them all)
+RESTRICTABLE_APIS = ("health", "metadata", "inference", "shared-memory", "model-config", "model-repository",
+                     "statistics", "trace", "logging")
 
 #: backends built into the server core (no backend library needed)
 _BUILTIN = {"ensemble"}
@@ -115,6 +127,25 @@ def repository_models(repo: Path) -> dict[str, dict]:
     return out
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address) only listens on this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def exposure_warning(host: str) -> str | None:
+    """What serving on ``host`` opens, or None for a loopback address."""
+    if is_loopback(host):
+        return None
+    return (f"tritonserver listens on {host}: anyone who reaches its ports can run inference and read the models' "
+            "metadata (the model-repository API stays closed); keep it behind a firewall or TLS proxy, or use "
+            "--host 127.0.0.1")
+
+
 def _libpython_present(version: str) -> bool:
     name = f"libpython{version}.so.1.0"
     dirs = [*os.environ.get("LD_LIBRARY_PATH", "").split(":"), "/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu",
@@ -133,6 +164,11 @@ class TritonServer:
         models: the models to load (default: every one whose backend the server has).
         startup_timeout: seconds to wait for readiness.
         log_path: where the server's output goes (default: a file in its temporary folder).
+        require_header: ``(name, value)``: every request (health, inference, metadata, ...) must carry
+            this header; the others are refused (Triton's restricted-API options).
+        tls: ``(certificate file, key file)``: gRPC over TLS (``grpcs://``; HTTP stays plain: put a TLS
+            proxy in front of it).
+        warn_exposure: log :func:`exposure_warning` for a non-loopback ``host`` (the CLI prints it itself).
 
     Raises:
         ServerError: no server binary, no Python backend, or the server did not become ready.
@@ -140,7 +176,11 @@ class TritonServer:
 
     def __init__(self, repo: str | Path, *, grpc_port: int = 0, http_port: int = 0, host: str = "127.0.0.1",
                  env: str | Path | None = None, models: list[str] | None = None, startup_timeout: float = 60.0,
-                 log_path: str | Path | None = None) -> None:  # fmt: skip
+                 log_path: str | Path | None = None, require_header: tuple[str, str] | None = None,
+                 tls: tuple[str | Path, str | Path] | None = None, warn_exposure: bool = True) -> None:  # fmt: skip
+        warn = exposure_warning(host) if warn_exposure else None
+        if warn:  # said first, before anything can fail
+            log.warning("%s", warn)
         self.repo = Path(repo).resolve()
         if not self.repo.is_dir():
             raise FileNotFoundError(f"no model repository at {repo}")
@@ -155,15 +195,28 @@ class TritonServer:
         self.loaded: list[str] = []
         self.skipped: dict[str, str] = {}  # model -> why it was not loaded
         self._tmp: Path | None = None
+        self.require_header = require_header
+        self.tls = tls
+        if require_header and (not require_header[0] or any(c in "=,: " for c in require_header[0])):
+            raise ValueError("the required header's name must be a plain HTTP header name")
 
     # -- urls ---------------------------------------------------------------------------------------
     @property
     def grpc_url(self) -> str:
-        return f"grpc://{self.host}:{self.grpc_port}"
+        return f"{'grpcs' if self.tls else 'grpc'}://{self.host}:{self.grpc_port}"
 
     @property
     def http_url(self) -> str:
         return f"http://{self.host}:{self.http_port}"
+
+    @property
+    def client_headers(self) -> dict[str, str]:
+        """The headers a client sends with ``require_header`` (Triton 2.51's gRPC side expects the name
+        prefixed with ``triton-grpc-protocol-``; HTTP the name as it is)."""
+        if not self.require_header:
+            return {}
+        k, v = self.require_header
+        return {k: v, f"triton-grpc-protocol-{k}": v}
 
     @property
     def log_text(self) -> str:
@@ -218,7 +271,27 @@ class TritonServer:
                 ok[name] = not bad
             return ok[name]
 
-        return [m for m in wanted if loadable(m)]
+        chosen = [m for m in wanted if loadable(m)]
+        needed: list[str] = []  # the chosen models and every model their ensembles call
+
+        def add(name: str) -> None:
+            if name not in needed:
+                needed.append(name)
+                for s in models[name]["steps"]:
+                    add(s)
+
+        for m in chosen:
+            add(m)
+        return needed
+
+    def _serving_repo(self, models: list[str]) -> Path:
+        """A private repository folder that links only ``models`` (with control mode none the server
+        loads every model it finds, and no client can load or unload one)."""
+        root = self._tmp / "repository"
+        root.mkdir()
+        for m in models:
+            (root / m).symlink_to(self.repo / m, target_is_directory=True)
+        return root
 
     def start(self) -> TritonServer:
         """Start the server and wait until it is ready and its models are loaded."""
@@ -233,19 +306,27 @@ class TritonServer:
             self.log_path = self._log_path or self._tmp / "tritonserver.log"
             prefix = f"edgepose{os.getpid()}x{next(_SEQ)}x{self.grpc_port}_"
             cmd = [
-                str(self.install.binary), f"--model-repository={self.repo}", f"--backend-directory={backend_dir}",
-                "--model-control-mode=explicit", *(f"--load-model={m}" for m in self.loaded),
+                str(self.install.binary), f"--model-repository={self._serving_repo(self.loaded)}",
+                f"--backend-directory={backend_dir}", "--model-control-mode=none",  # the repository API stays closed
                 f"--grpc-address={self.host}", f"--grpc-port={self.grpc_port}",
                 f"--http-address={self.host}", f"--http-port={self.http_port}",
                 "--allow-metrics=false", "--exit-timeout-secs=2", "--log-verbose=0",
                 f"--backend-config=python,shm-region-prefix-name={prefix}",
             ]  # fmt: skip
+            if self.require_header:
+                k, v = self.require_header
+                apis = ",".join(RESTRICTABLE_APIS)
+                cmd += [f"--http-restricted-api={apis}:{k}={v}", f"--grpc-restricted-protocol={apis}:{k}={v}"]
+            if self.tls:
+                cert, key = (Path(f).resolve() for f in self.tls)
+                cmd += ["--grpc-use-ssl=true", f"--grpc-server-cert={cert}", f"--grpc-server-key={key}"]
             env = dict(os.environ)
             env["PATH"] = f"{self.install.env / 'bin'}{os.pathsep}{env.get('PATH', '')}"
             if self.install.libs:
                 env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (str(self.install.libs), env.get("LD_LIBRARY_PATH")) if p)
             env.pop("PYTHONPATH", None)
-            log.info("starting %s", " ".join(cmd))
+            shown = [a.split(":", 1)[0] + ":(secret)" if "-restricted-" in a else a for a in cmd]
+            log.info("starting %s", " ".join(shown))
             with open(self.log_path, "wb") as out:
                 self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                              env=env, start_new_session=True)  # fmt: skip
@@ -258,12 +339,13 @@ class TritonServer:
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout
         url = f"http://{self.host}:{self.http_port}/v2/health/ready"
+        req = urllib.request.Request(url, headers=dict([self.require_header]) if self.require_header else {})
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise ServerError(f"tritonserver exited with status {self.proc.returncode} while starting:\n"
                                   + log_tail(self.log_text))  # fmt: skip
             try:
-                with urllib.request.urlopen(url, timeout=1) as r:
+                with urllib.request.urlopen(req, timeout=1) as r:
                     if r.status == 200:
                         return
             except (urllib.error.URLError, OSError):

@@ -34,8 +34,11 @@ from edgepose.preprocess import resize_for, to_input
 
 __all__ = [
     "FRAME", "LETTERBOX", "IMAGE_BYTES", "KEYPOINTS", "SCORES", "IMAGE_SIZE", "WIRE_FORMATS",
-    "letterbox_frame", "normalize", "box_to_array", "box_from_array", "check_box",
+    "letterbox_frame", "normalize", "box_to_array", "box_from_array", "check_box", "MAX_PIXELS",
 ]  # fmt: skip
+
+#: default pixel cap of a picture sent as bytes (Pillow's ``MAX_IMAGE_PIXELS``: 89.5 MP, e.g. 11000 x 8000)
+MAX_PIXELS = 89_478_485
 
 FRAME = "frame"
 LETTERBOX = "letterbox"
