@@ -146,7 +146,7 @@ check-gpu: model $(INT8)
 # Lightweight OpenPose from Open Model Zoo's OpenVINO IR (docs/models.md): fp32 and int8 builds.
 # OMZ_DIR: the folder with human-pose-estimation-0001.xml/.bin, or an omz_downloader output folder
 # (its intel/human-pose-estimation-0001/FP16-INT8/ layout); the int8 build needs the FP16-INT8 IR.
-.PHONY: model-lwop
+.PHONY: model-lwop omz-venv bench-lwop
 OMZ_DIR    ?= $(DATA)/models/omz-human-pose-estimation-0001/FP16-INT8
 LWOP       ?= models/lwop.onnx
 LWOP_INT8  ?= models/lwop-int8.onnx
@@ -158,3 +158,17 @@ model-lwop: venv
 	  "omz_downloader --name human-pose-estimation-0001 --precisions FP16-INT8 -o DIR, then make model-lwop OMZ_DIR=DIR"; exit 2; }
 	$(VPY) -m edgepose convert openvino --xml $(LWOP_IR) --out $(LWOP)
 	$(VPY) -m edgepose convert openvino --xml $(LWOP_IR) --out $(LWOP_INT8) --precision int8
+
+# The peer for Lightweight OpenPose: Intel's own pipeline (OpenVINO + openvino-model-api's OpenPose
+# wrapper, last shipped in 0.2.5.x, which pins numpy<2 and OpenVINO 2024) in its own venv; AP on
+# coco-val-mini and time per frame against edgepose's converted models in one run (docs/models.md)
+OVENV   ?= .venv-omz
+$(OVENV)/.installed:
+	$(PY) -m venv $(OVENV)
+	$(OVENV)/bin/python -m pip install -q 'openvino-model-api==0.2.5.4' opencv-python-headless
+	touch $@
+
+omz-venv: $(OVENV)/.installed
+
+bench-lwop: model-lwop omz-venv
+	$(VPY) benchmarks/omz_peer.py --fp32 $(LWOP) --int8 $(LWOP_INT8) --out benchmarks/results/lwop-vs-omz-$$(date +%Y-%m-%d).json
