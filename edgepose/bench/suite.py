@@ -192,14 +192,19 @@ class Config:
 
 
 def find_variants(model: str | Path) -> dict[str, Path]:
-    """Variant -> file for the variants present beside ``model``."""
+    """Variant -> file for the variants present beside ``model``.
+
+    ``M.int8.onnx`` (``edgepose convert variant``) or ``M-int8.onnx`` (``make model-lwop``'s names).
+    """
     model = Path(model)
     stem = model.name[: -len(".onnx")] if model.name.endswith(".onnx") else model.stem
     out = {}
     for v, suffix in VARIANTS.items():
-        p = model.with_name(stem + suffix + ".onnx")
-        if p.is_file():
-            out[v] = p
+        for name in dict.fromkeys((stem + suffix, stem + suffix.replace(".", "-"))):
+            p = model.with_name(name + ".onnx")
+            if p.is_file():
+                out[v] = p
+                break
     return out
 
 
