@@ -33,7 +33,8 @@ def _pairs(text: str) -> tuple[int, int]:
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=DEFAULT_MODEL, help="model; .fp16/.int8 variants beside it are candidates too (default %(default)s)")
+    p.add_argument("--model", action="append", help="model; .fp16/.int8 variants beside it are candidates too (default "
+                   f"{DEFAULT_MODEL}); repeat to compare models (then needs --annotations: chosen by AP)")
     p.add_argument("--frames", help="your frames: a video file, a folder of pictures, a camera index or a stream URL")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--target-fps", type=float, metavar="F", help="frames per second to reach")
@@ -74,19 +75,20 @@ def _check_out(out: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from edgepose.fileio import write_text_atomic
-    from edgepose.tune import Options, tune
+    from edgepose.tune import Options, tune_models
     from edgepose.tune.profile import make_profile, write_profile
     from edgepose.tune.report import markdown, target_text, write_plot
 
     _check_out(args.out)
-    opts = Options(model=args.model, frames=args.frames, target_fps=args.target_fps, budget_ms=args.budget_ms,
+    models = args.model or [DEFAULT_MODEL]
+    opts = Options(model=models[0], frames=args.frames, target_fps=args.target_fps, budget_ms=args.budget_ms,
                    max_ap_drop=args.max_ap_drop, annotations=args.annotations, images=args.images, quick=args.quick,
                    time_limit=args.time_limit, providers=args.providers, variants=args.variants, sizes=args.sizes,
                    pairs=args.threads_workers, repeats=args.repeats)  # fmt: skip
-    result = tune(opts, progress=not args.no_progress)
+    result = tune_models(opts, models, progress=not args.no_progress)
     variants = sorted({r["variant"] for r in result["rows"]})
     if variants == ["fp32"] and any(s["what"].startswith("variant") for s in result["skipped"]):
-        print(f"note: only the fp32 model is beside {args.model} (no .fp16/.int8 variants): tuned sizes, threads and "
+        print(f"note: only the fp32 model is beside {models[0]} (no .fp16/.int8 variants): tuned sizes, threads and "
               "workers of it alone; `make variants` builds the others")  # fmt: skip
     table = markdown(result)
     md = write_text_atomic(args.out.with_suffix(".md"), table)

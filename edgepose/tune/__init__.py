@@ -24,7 +24,7 @@ Example:
     >>> result["choice"]["size"]  # doctest: +SKIP
 """
 
-from edgepose.tune.core import Options, TuneError, tune
+from edgepose.tune.core import Options, TuneError, tune, tune_models
 from edgepose.tune.profile import ProfileError, load_profile
 
-__all__ = ["Options", "TuneError", "tune", "ProfileError", "load_profile"]
+__all__ = ["Options", "TuneError", "tune", "tune_models", "ProfileError", "load_profile"]

@@ -25,7 +25,7 @@ from edgepose.tune.plan import Candidate, plan, size_cost
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Options", "TuneError", "tune", "read_frames"]
+__all__ = ["Options", "TuneError", "tune", "tune_models", "read_frames"]
 
 ENGINE_MODULE = "edgepose.tune.engines"
 
@@ -388,3 +388,55 @@ def tune(opts: Options, progress: bool = True) -> dict:
         "confirmed": confirmed,
         "closest": [] if choice else rule.closest(rows, o.target_fps, o.budget_ms),
     }
+
+
+def tune_models(opts: Options, models: list[str], progress: bool = True) -> dict:
+    """Tune several models (each with the variants beside it) and choose among all of them.
+
+    Each model is tuned as :func:`tune` does (its own preferred size, sizes and candidates); the choice
+    is then made over every model's measured rows with the same rule. Accuracy must be comparable
+    across models, so this needs ``annotations`` (AP): agreement is measured against each model's own
+    most accurate candidate.
+
+    Example:
+        >>> tune_models(Options(frames="clip.mp4", target_fps=15, annotations="kp.json", images="img/"),
+        ...             ["models/mobilenet_thin.onnx", "models/lwop.onnx"])  # doctest: +SKIP
+
+    Raises:
+        TuneError: several models without annotations.
+    """
+    models = list(dict.fromkeys(str(m) for m in models))
+    if len(models) == 1:
+        return tune(dataclasses.replace(opts, model=models[0]), progress)
+    if not opts.annotations:
+        raise TuneError("several models are compared by AP: give --annotations and --images (agreement is "
+                        "measured against each model's own best candidate, so it cannot rank models)")
+    reports = [tune(dataclasses.replace(opts, model=m), progress) for m in models]
+    rows: list[dict] = []
+    confirmed: list[str] = []
+    per_model = []
+    for m, rep in zip(models, reports, strict=True):
+        tag = Path(m).name.removesuffix(".onnx")
+        for r in rep["rows"]:
+            r["id"] = f"{tag}:{r['id']}"
+            r["same"] = f"{tag}:{r['same']}"
+            rows.append(r)
+        confirmed += [f"{tag}:{i}" for i in rep["confirmed"]]
+        per_model.append({"model": m, "preferred_size": rep["settings"]["preferred_size"], "seconds": rep["seconds"],
+                          "skipped": rep["skipped"], "pruned": rep["pruned"]})  # fmt: skip
+    o = reports[0]["settings"]
+    choice = rule.choose([r for r in rows if r["id"] in confirmed], o["target_fps"], o["budget_ms"], opts.max_ap_drop) \
+        or rule.choose(rows, o["target_fps"], o["budget_ms"], opts.max_ap_drop)
+    for r in rows:
+        r["pareto"] = False
+    for r in rule.pareto(rows):
+        r["pareto"] = True
+    out = dict(reports[0])
+    out.update(
+        started=reports[0]["started"], finished=reports[-1]["finished"], seconds=round(sum(r["seconds"] for r in reports), 1),
+        settings={**o, "model": models[0], "models": models}, per_model=per_model,
+        skipped=[s for r in reports for s in r["skipped"]], pruned=[p for r in reports for p in r["pruned"]],
+        rows=rows, choice=choice, confirmed=confirmed,
+        closest=[] if choice else rule.closest(rows, o["target_fps"], o["budget_ms"]),
+    )  # fmt: skip
+    return out
