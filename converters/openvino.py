@@ -219,6 +219,9 @@ class Translation:
     relu_src: dict = field(default_factory=dict)
     uses: dict = field(default_factory=dict)
     rescaled: int = 0
+    #: int8 build: FakeQuantize whose zero point is not an integer -> the nearest integer (Q/DQ that
+    #: ONNX Runtime fuses) instead of the exact float form
+    snap_zero_points: bool = False
 
 
 def _fold(op: str, a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
@@ -238,7 +241,7 @@ def _round_zp(zp: np.ndarray) -> np.ndarray | None:
     return r if np.all(np.abs(z - r) <= ZP_EPS) else None
 
 
-def translate(model, precision: str = "fp32", where: str = "IR") -> Translation:
+def translate(model, precision: str = "fp32", where: str = "IR", snap_zero_points: bool = False) -> Translation:
     """Walk an ``openvino.Model``'s ordered ops and build ONNX nodes and initializers.
 
     Raises:
@@ -247,7 +250,7 @@ def translate(model, precision: str = "fp32", where: str = "IR") -> Translation:
     """
     onnx = require("onnx")
     helper, nh = onnx.helper, require("onnx.numpy_helper")
-    t = Translation()
+    t = Translation(snap_zero_points=snap_zero_points)
     val: dict = {}  # (node name, port) -> np.ndarray | QWeight | str (tensor name)
     uses: dict[str, int] = {}
     n_params = 0
@@ -552,6 +555,12 @@ def _fake_quantize(t: Translation, node, nm, ins, attrs, precision, const, emit,
     axis = {} if per_tensor else {"axis": 1}
     same = np.allclose(il, ol, rtol=0, atol=0) and np.allclose(ih, oh, rtol=0, atol=0)
     zp = _round_zp(-il / s_in)
+    if zp is None and same and t.snap_zero_points:
+        # the grid moves by less than half a step (the IR's are 0.01-0.05 of a step): a few values
+        # round to the neighbouring level, but the pair is a plain Q/DQ that ONNX Runtime fuses
+        zp = np.round(-il / s_in)
+        t.fq["snapped"] = t.fq.get("snapped", 0) + 1
+        t.fq["snapped_max_shift"] = max(t.fq.get("snapped_max_shift", 0.0), float(np.max(np.abs(zp + il / s_in))))
     meta = None if per_tensor or not same or zp is None else _can_rescale(t, node, x, il)
     if meta is not None:
         # Per-channel ranges [0, h_c] before a depthwise conv: ONNX Runtime fuses only per-tensor
@@ -806,6 +815,7 @@ def convert_openvino(
     bin_path: str | Path | None = None,
     precision: str = "fp32",
     weight_type: str = "s8",
+    zero_points: str = "exact",
     input_size: tuple[int, int] = DEFAULT_INPUT_SIZE,
     parity_images: list[str | Path] | None = None,
     parity_sizes=PARITY_SIZES,
@@ -824,6 +834,9 @@ def convert_openvino(
         weight_type: int8 build: ``s8`` (the IR's int8 weights; u8s8 kernels: fastest on VNNI CPUs and
             arm64) or ``u8`` (the same numbers as uint8 with zero point 128: u8u8 kernels, exact on x86
             CPUs without VNNI, where u8s8 saturates).
+        zero_points: int8 build: ``exact`` (a FakeQuantize whose zero point is not an integer becomes the
+            exact float form, which runs in float) or ``nearest`` (its zero point rounded: a Q/DQ pair
+            that ONNX Runtime fuses into int8 convs; the grid moves by a few hundredths of a step).
         input_size: preferred ``(w, h)`` written into the metadata.
         parity_images: real pictures for the parity check (default: scikit-image's photographs).
         parity_sizes: the ``(w, h)`` sizes both run at.
@@ -841,6 +854,10 @@ def convert_openvino(
         raise ExportError(f"--weight-type must be s8 or u8, not {weight_type!r}")
     if weight_type != "s8" and precision != "int8":
         raise ExportError("--weight-type applies to --precision int8 only")
+    if zero_points not in ("exact", "nearest"):
+        raise ExportError(f"--zero-points must be exact or nearest, not {zero_points!r}")
+    if zero_points != "exact" and precision != "int8":
+        raise ExportError("--zero-points applies to --precision int8 only")
     xml = Path(xml)
     bin_ = Path(bin_path) if bin_path else xml.with_suffix(".bin")
     out = check_writable(Path(out))
@@ -851,7 +868,7 @@ def convert_openvino(
     with step("read IR (openvino)"):
         ir = read_ir(xml, bin_)
     with step(f"translate ({precision})"):
-        t = translate(ir, precision, where=xml.name)
+        t = translate(ir, precision, where=xml.name, snap_zero_points=zero_points == "nearest")
         model = build_model(t, precision)
     if precision == "int8" and not t.counts.get("FakeQuantize"):
         raise ExportError(f"{xml.name} has no FakeQuantize: it holds no int8 ranges to build --precision int8 from; "
@@ -889,6 +906,7 @@ def convert_openvino(
             + (f" ({fq['qdq_per_channel']} per-channel)" if fq["qdq_per_channel"] else ""),
             "quant_kernels": INT8_KERNELS["u8", weight_type, False],
             "quant_fake_quantize": json.dumps(fq),
+            "quant_zero_points": zero_points,
             "quant_int8_convs": str(t.int8_convs),
             "float_nodes": json.dumps(t.float_convs),
         }
@@ -972,6 +990,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weight-type", choices=("s8", "u8"), default="s8",
                    help="int8: s8 keeps the IR's int8 weights (u8s8 kernels: VNNI CPUs, arm64); u8 stores them as "
                         "uint8 with zero point 128 (u8u8: exact on x86 without VNNI) (default %(default)s)")  # fmt: skip
+    p.add_argument("--zero-points", choices=("exact", "nearest"), default="exact",
+                   help="int8: a FakeQuantize whose zero point is not an integer becomes the exact float form "
+                        "(exact) or a Q/DQ pair with the zero point rounded, fused by ONNX Runtime (nearest: faster, "
+                        "a few hundredths of a step off) (default %(default)s)")
     p.add_argument("--preferred-size", type=size_arg, default=DEFAULT_INPUT_SIZE, metavar="WxH",
                    help="preferred input size for the metadata (default %(default)s)")
     p.add_argument("--parity-images", nargs="+", type=Path, metavar="IMAGE",
@@ -983,7 +1005,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     out = convert_openvino(args.xml, args.out, bin_path=args.bin, precision=args.precision,
-                           weight_type=args.weight_type, input_size=args.preferred_size,
+                           weight_type=args.weight_type, zero_points=args.zero_points, input_size=args.preferred_size,
                            parity_images=args.parity_images, do_simplify=not args.no_simplify,
                            pad_channels=not args.no_pad_channels, threads=args.threads)  # fmt: skip
     print(f"model: {out}")

@@ -115,6 +115,26 @@ def test_int8_u8_weights_for_cpus_without_vnni(tmp_path):
     assert int8_warning({**p, "quant_weights": "int8 symmetric per-channel"}, "x86_64", no_vnni)
 
 
+def test_nearest_zero_points_fuse_more_convs_at_the_same_parity(built, tmp_path):
+    out = cov.convert_openvino(XML, tmp_path / "n.onnx", precision="int8", zero_points="nearest", parity_images=PICTURES)
+    p, exact = _props(out), _props(built[1])
+    fq, fq_exact = json.loads(p["quant_fake_quantize"]), json.loads(exact["quant_fake_quantize"])
+    # the 11 FakeQuantize whose zero points are not integers (the exact build's float form) become Q/DQ
+    # pairs, each grid moved by at most a few hundredths of a step
+    assert fq_exact["float_form"] == 11 and fq["float_form"] == 0 and fq["snapped"] == 11
+    assert 0 < fq["snapped_max_shift"] < 0.1 and p["quant_zero_points"] == "nearest"
+    fused = int(p["quant_ort_fused_convs"].split()[0])
+    assert fused > int(exact["quant_ort_fused_convs"].split()[0])
+    par = json.loads(p["parity_openvino"])
+    for size in ("456x256", "368x208"):
+        ours, theirs = par["build vs float"]["sizes"][size], par["int8 vs float"]["sizes"][size]
+        assert ours["kp_within_1px"] >= theirs["kp_within_1px"] - cov.INT8_KP_SHARE_MARGIN
+
+
+def test_zero_points_need_int8(tmp_path):
+    _refused(tmp_path, XML, "--precision int8 only", zero_points="nearest")
+
+
 def test_weight_type_needs_int8(tmp_path):
     _refused(tmp_path, XML, "--precision int8 only", weight_type="u8")
 
