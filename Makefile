@@ -146,7 +146,7 @@ check-gpu: model $(INT8)
 # Lightweight OpenPose from Open Model Zoo's OpenVINO IR (docs/models.md): fp32 and int8 builds.
 # OMZ_DIR: the folder with human-pose-estimation-0001.xml/.bin, or an omz_downloader output folder
 # (its intel/human-pose-estimation-0001/FP16-INT8/ layout); the int8 build needs the FP16-INT8 IR.
-.PHONY: model-lwop omz-venv bench-lwop
+.PHONY: model-lwop omz-venv ortov-venv bench-lwop
 OMZ_DIR    ?= $(DATA)/models/omz-human-pose-estimation-0001/FP16-INT8
 LWOP       ?= models/lwop.onnx
 LWOP_INT8  ?= models/lwop-int8.onnx
@@ -170,5 +170,15 @@ $(OVENV)/.installed:
 
 omz-venv: $(OVENV)/.installed
 
-bench-lwop: model-lwop omz-venv
+# edgepose with ONNX Runtime's OpenVINO provider (onnxruntime-openvino replaces onnxruntime: own venv)
+OVEP    ?= .venv-ortov
+$(OVEP)/.installed: pyproject.toml
+	$(PY) -m venv $(OVEP)
+	$(OVEP)/bin/python -m pip install -q onnxruntime-openvino numpy opencv-python-headless tqdm
+	$(OVEP)/bin/python -m pip install -q --no-deps -e .
+	touch $@
+
+ortov-venv: $(OVEP)/.installed
+
+bench-lwop: model-lwop omz-venv ortov-venv
 	$(VPY) benchmarks/omz_peer.py --fp32 $(LWOP) --int8 $(LWOP_INT8) --out benchmarks/results/lwop-vs-omz-$$(date +%Y-%m-%d).json

@@ -40,6 +40,25 @@ OMZ_PY = ROOT / ".venv-omz" / "bin" / "python"
 BUDGETS = {"small": (320, 272), "default": (456, 256), "large": (656, 560)}
 
 
+_FRAMES: dict[tuple[str, int], list] = {}
+
+
+def _frames(video: str, n: int) -> list:
+    """The first ``n`` frames of ``video``, decoded once per worker (decoding is not timed)."""
+    import cv2
+
+    if (video, n) not in _FRAMES:
+        cap = cv2.VideoCapture(video)
+        fr = []
+        while len(fr) < n:
+            ok, f = cap.read()
+            if not ok:
+                break
+            fr.append(f)
+        _FRAMES[(video, n)] = fr
+    return _FRAMES[(video, n)]
+
+
 # ------------------------------------------------------------------------------------------------
 # The worker: runs in .venv-omz (OpenVINO 2024.x + openvino-model-api 0.2.5.x), imports no edgepose
 # ------------------------------------------------------------------------------------------------
@@ -85,7 +104,6 @@ def _worker(xml: str, threads: int) -> None:  # pragma: no cover - runs in the p
         # unpadded target, and refuses a frame that then does not fit
         return max(16, round(math.sqrt(budget[0] * budget[1] * ih / iw) / 8) * 8)
 
-    frames_cache: dict[tuple[str, int], list] = {}
     out = sys.stdout
     for line in sys.stdin:
         req = json.loads(line)
@@ -98,17 +116,7 @@ def _worker(xml: str, threads: int) -> None:  # pragma: no cover - runs in the p
                 res.append({"poses": np.asarray(poses).tolist(), "scores": np.asarray(scores).tolist()})
             out.write(json.dumps({"results": res}) + "\n")
         elif req["cmd"] == "time":
-            key = (req["video"], req["frames"])
-            if key not in frames_cache:
-                cap = cv2.VideoCapture(req["video"])
-                fr = []
-                while len(fr) < req["frames"]:
-                    ok, f = cap.read()
-                    if not ok:
-                        break
-                    fr.append(f)
-                frames_cache[key] = fr
-            fr = frames_cache[key]
+            fr = _frames(req["video"], req["frames"])
             m = model_for(target_for(fr[0], req.get("budget")), fr[0].shape[1] / fr[0].shape[0])
             for f in fr[: req.get("warmup", 3)]:
                 m(f)
@@ -122,19 +130,39 @@ def _worker(xml: str, threads: int) -> None:  # pragma: no cover - runs in the p
         out.flush()
 
 
+def _edgepose_worker(model: str, device: str, threads: int) -> None:
+    """Times edgepose in a process of its own (``--device openvino`` needs onnxruntime-openvino's venv)."""
+    from edgepose.runner import PoseEstimator
+
+    est = PoseEstimator(model, device=device, threads=threads)
+    for line in sys.stdin:
+        req = json.loads(line)
+        fr = _frames(req["video"], req["frames"])
+        for f in fr[: req.get("warmup", 3)]:
+            est.predict(f)
+        ms, people = [], 0
+        for f in fr:
+            t0 = time.perf_counter()
+            r = est.predict(f)
+            ms.append((time.perf_counter() - t0) * 1e3)
+            people += len(r.people)
+        sys.stdout.write(json.dumps({"ms": ms, "people": people, "providers": est.session.get_providers()}) + "\n")
+        sys.stdout.flush()
+
+
 # ------------------------------------------------------------------------------------------------
 # The driver: edgepose's venv
 # ------------------------------------------------------------------------------------------------
 
 
 class Peer:
-    """The worker process in the peer's venv."""
+    """A worker process: the peer in its venv (``--worker``), or edgepose in any venv (``--edgepose-worker``)."""
 
-    def __init__(self, python: Path, xml: Path, threads: int) -> None:
+    def __init__(self, python: Path, args: list[str], hint: str = "run `make omz-venv`") -> None:
         if not python.exists():
-            raise SystemExit(f"the peer's venv is missing ({python}): run `make omz-venv`")
-        self.proc = subprocess.Popen([str(python), __file__, "--worker", "--xml", str(xml), "--threads", str(threads)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+            raise SystemExit(f"no Python at {python}: {hint}")
+        self.proc = subprocess.Popen([str(python), __file__, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True, cwd=ROOT)  # fmt: skip
 
     def ask(self, **req) -> dict:
         self.proc.stdin.write(json.dumps(req) + "\n")
@@ -169,6 +197,7 @@ def peer_ap(peer: Peer, budget) -> dict:
 
 
 def edgepose_ap(model: Path, size: str, threads: int) -> dict:
+    """AP of edgepose on coco-val-mini at a preset (in this process: AP does not depend on timing)."""
     from edgepose.evaluate import evaluate
     from edgepose.runner import PoseEstimator
 
@@ -177,27 +206,17 @@ def edgepose_ap(model: Path, size: str, threads: int) -> dict:
     return {k: s[k] for k in ("AP", "AP50", "AP75", "AR", "detections")}
 
 
-def edgepose_time(model: Path, frames: list, threads: int, warmup: int) -> dict:
-    from edgepose.runner import PoseEstimator
-
-    est = PoseEstimator(model, device="cpu", threads=threads)
-    for f in frames[:warmup]:
-        est.predict(f)
-    ms, people = [], 0
-    for f in frames:
-        t0 = time.perf_counter()
-        r = est.predict(f)
-        ms.append((time.perf_counter() - t0) * 1e3)
-        people += len(r.people)
-    return {"ms": ms, "people": people}
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--edgepose-worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--model", help=argparse.SUPPRESS)
+    p.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
     p.add_argument("--xml", type=Path, default=IR, help="the IR (default: the shared FP16-INT8 one)")
     p.add_argument("--fp32", type=Path, default=ROOT / "models" / "lwop.onnx")
     p.add_argument("--int8", type=Path, default=ROOT / "models" / "lwop-int8.onnx")
+    p.add_argument("--extra", action="append", default=[], metavar="NAME=MODEL",
+                   help="another edgepose build to time (and score), e.g. int8-nearest=build/lwop-int8n.onnx")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--frames", type=int, default=40, help="video frames per round")
     p.add_argument("--rounds", type=int, default=3)
@@ -205,56 +224,65 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-ap", action="store_true", help="timing only")
     p.add_argument("--no-time", action="store_true", help="AP only")
     p.add_argument("--peer-python", type=Path, default=OMZ_PY)
+    p.add_argument("--openvino-python", type=Path, default=ROOT / ".venv-ortov" / "bin" / "python",
+                   help="a venv with onnxruntime-openvino and edgepose (make ortov-venv): adds edgepose rows with "
+                        "--device openvino; skipped when missing")
     p.add_argument("--out", type=Path, help="JSON results")
     a = p.parse_args(argv)
     if a.worker:
         _worker(str(a.xml), a.threads)
         return 0
+    if a.edgepose_worker:
+        _edgepose_worker(a.model, a.device, a.threads)
+        return 0
 
-    import cv2
     import numpy as np
 
     from edgepose.bench.machine import machine_info
 
-    peer = Peer(a.peer_python, a.xml, a.threads)
+    builds = [("fp32", a.fp32), ("int8", a.int8)] + [(e.split("=", 1)[0], Path(e.split("=", 1)[1])) for e in a.extra]
+    peer = Peer(a.peer_python, ["--worker", "--xml", str(a.xml), "--threads", str(a.threads)])
     report: dict = {"machine": machine_info(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                    "threads": a.threads, "ir": str(a.xml), "models": {"fp32": str(a.fp32), "int8": str(a.int8)}}
+                    "threads": a.threads, "ir": str(a.xml), "models": {k: str(v) for k, v in builds}}
     try:
         if not a.no_ap:
             ap: dict = {"omz@256 (its default)": peer_ap(peer, None)}
             for preset, budget in BUDGETS.items():
                 ap[f"omz@{preset}"] = peer_ap(peer, budget)
-                for name, model in (("fp32", a.fp32), ("int8", a.int8)):
+                for name, model in builds:
                     ap[f"edgepose-{name}@{preset}"] = edgepose_ap(model, preset, a.threads)
             report["ap"] = ap
             for k, v in ap.items():
                 print(f"AP {k:28s} {v['AP']:.3f}  (AP50 {v['AP50']:.3f}, {v['detections']} detections)")
         if not a.no_time:
-            cap = cv2.VideoCapture(str(VIDEO))
-            frames = []
-            while len(frames) < a.frames:
-                ok, f = cap.read()
-                if not ok:
-                    break
-                frames.append(f)
-            runs: dict[str, list[float]] = {"omz": [], "edgepose-fp32": [], "edgepose-int8": []}
-            people: dict[str, int] = {}
+            workers: dict[str, Peer] = {"omz": peer}
+            for name, model in builds:
+                workers[f"edgepose-{name}"] = Peer(Path(sys.executable), ["--edgepose-worker", "--model", str(model),
+                                                                        "--threads", str(a.threads)])  # fmt: skip
+            if a.openvino_python.exists():
+                for name, model in builds:
+                    workers[f"edgepose-{name}-openvino-ep"] = Peer(a.openvino_python, [
+                        "--edgepose-worker", "--model", str(model), "--device", "openvino", "--threads", str(a.threads)])
+            else:
+                report["skipped"] = f"edgepose with the OpenVINO provider: no {a.openvino_python} (make ortov-venv)"
+                print(report["skipped"])
+            runs: dict[str, list[float]] = {k: [] for k in workers}
+            info: dict[str, dict] = {}
             for _ in range(a.rounds):
-                r = peer.ask(cmd="time", video=str(VIDEO), frames=a.frames, warmup=a.warmup)
-                runs["omz"] += r["ms"]
-                people["omz"] = r["people"]
-                report["omz_input"] = r["input"]
-                for name, model in (("fp32", a.fp32), ("int8", a.int8)):
-                    e = edgepose_time(model, frames, a.threads, a.warmup)
-                    runs[f"edgepose-{name}"] += e["ms"]
-                    people[f"edgepose-{name}"] = e["people"]
+                for k, w in workers.items():
+                    r = w.ask(cmd="time", video=str(VIDEO), frames=a.frames, warmup=a.warmup)
+                    runs[k] += r["ms"]
+                    info[k] = {key: r[key] for key in ("people", "input", "providers") if key in r}
+            for w in workers.values():
+                if w is not peer:
+                    w.close()
             base = float(np.median(runs["omz"]))
             report["time_ms"] = {k: {"p50": float(np.median(v)), "mean": float(np.mean(v)), "p90": float(np.percentile(v, 90)),
-                                     "ratio_to_omz_p50": float(np.median(v)) / base, "people_per_round": people[k]}
+                                     "ratio_to_omz_p50": float(np.median(v)) / base, **info[k]}
                                  for k, v in runs.items()}  # fmt: skip
             for k, v in report["time_ms"].items():
-                print(f"time {k:16s} p50 {v['p50']:6.1f} ms  p90 {v['p90']:6.1f} ms  x{v['ratio_to_omz_p50']:.2f} of OMZ"
-                      f"  ({v['people_per_round']} people in {len(frames)} frames)")
+                print(f"time {k:28s} p50 {v['p50']:6.1f} ms  p90 {v['p90']:6.1f} ms  x{v['ratio_to_omz_p50']:.2f} of OMZ"
+                      f"  ({v['people']} people in {a.frames} frames)")
     finally:
         peer.close()
     if a.out:
