@@ -86,6 +86,7 @@ eval: model
 
 bench: model
 	$(VPY) -m edgepose bench --model $(MODEL) --data $(DATA) --accuracy --readme
+	$(MAKE) bench-lwop
 
 report-variants: model $(FP16) $(INT8)
 	$(VPY) -m edgepose report-variants $(MODEL) --annotations $(DATA)/coco-val-mini/person_keypoints.json \
@@ -180,5 +181,6 @@ $(OVEP)/.installed: pyproject.toml
 
 ortov-venv: $(OVEP)/.installed
 
-bench-lwop: model-lwop omz-venv ortov-venv
+bench-lwop: model-lwop omz-venv ortov-venv $(INT8)
 	$(VPY) benchmarks/omz_peer.py --fp32 $(LWOP) --int8 $(LWOP_INT8) --out benchmarks/results/lwop-vs-omz-$$(date +%Y-%m-%d).json
+	$(VPY) benchmarks/models_table.py $(MODEL) $(INT8) $(LWOP) $(LWOP_INT8) --out benchmarks/results/models-$$(date +%Y-%m-%d).json

@@ -130,11 +130,11 @@ def _worker(xml: str, threads: int) -> None:  # pragma: no cover - runs in the p
         out.flush()
 
 
-def _edgepose_worker(model: str, device: str, threads: int) -> None:
+def _edgepose_worker(model: str, device: str, threads: int, size: str | None = None) -> None:
     """Times edgepose in a process of its own (``--device openvino`` needs onnxruntime-openvino's venv)."""
     from edgepose.runner import PoseEstimator
 
-    est = PoseEstimator(model, device=device, threads=threads)
+    est = PoseEstimator(model, device=device, threads=threads, size=size)
     for line in sys.stdin:
         req = json.loads(line)
         fr = _frames(req["video"], req["frames"])
@@ -212,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--edgepose-worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
     p.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
+    p.add_argument("--size", help=argparse.SUPPRESS)
     p.add_argument("--xml", type=Path, default=IR, help="the IR (default: the shared FP16-INT8 one)")
     p.add_argument("--fp32", type=Path, default=ROOT / "models" / "lwop.onnx")
     p.add_argument("--int8", type=Path, default=ROOT / "models" / "lwop-int8.onnx")
@@ -233,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         _worker(str(a.xml), a.threads)
         return 0
     if a.edgepose_worker:
-        _edgepose_worker(a.model, a.device, a.threads)
+        _edgepose_worker(a.model, a.device, a.threads, a.size)
         return 0
 
     import numpy as np
