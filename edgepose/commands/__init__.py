@@ -7,6 +7,16 @@ import argparse
 DEFAULT_MODEL = "models/mobilenet_thin.onnx"
 
 
+def _pixels(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of pixels, not {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError("the pixel cap must be >= 0 (0: no cap)")
+    return n
+
+
 def add_model_args(p: argparse.ArgumentParser, size: bool = True) -> None:
     """The options every model-running subcommand shares."""
     p.add_argument("--model", default=DEFAULT_MODEL, help="edgepose ONNX model (default %(default)s)")
@@ -20,8 +30,19 @@ def add_model_args(p: argparse.ArgumentParser, size: bool = True) -> None:
         p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
                        help="also average the mirrored frame (default: off; on with --size accurate)")
     p.add_argument("--matching", choices=["greedy", "hungarian"], default=None, help="limb assignment (default greedy)")
+    p.add_argument("--max-pixels", type=_pixels, default=None, metavar="N",
+                   help="refuse a picture or video larger than N pixels, read from its header before decoding where "
+                        "the format allows (default 89478485, Pillow's; 0: no cap)")
     p.add_argument("--profile", default=None, metavar="JSON", help="run as `edgepose tune` chose: model, device, size, "
                    "scales, flip, threads, workers and decoder from its profile (explicit --threads/--size/... win)")
+
+
+def apply_max_pixels(args: argparse.Namespace) -> None:
+    """``--max-pixels``: the process's cap for decoded pictures and video frames (before any is read)."""
+    if getattr(args, "max_pixels", None) is not None:
+        from edgepose.imageio import set_max_pixels
+
+        set_max_pixels(args.max_pixels)
 
 
 def estimator_from_args(args: argparse.Namespace):
@@ -32,6 +53,7 @@ def estimator_from_args(args: argparse.Namespace):
     from edgepose.runner import PoseEstimator
     from edgepose.tune.profile import apply_to_args
 
+    apply_max_pixels(args)
     prof = apply_to_args(args)  # fills args from --profile (once)
     cfg = DecoderConfig(**prof["decoder"]) if prof else DecoderConfig()
     if getattr(args, "matching", None):

@@ -16,7 +16,7 @@ import signal
 import sys
 from pathlib import Path
 
-from edgepose.commands import add_model_args, estimator_from_args
+from edgepose.commands import add_model_args, apply_max_pixels, estimator_from_args
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +184,7 @@ def _reconnect(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    apply_max_pixels(args)
     from edgepose.sources import classify, open_source
     from edgepose.stream import DROP_REASONS, Stream, stop_on_signals
     from edgepose.tune.profile import apply_to_args

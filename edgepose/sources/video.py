@@ -21,6 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edgepose import imageio
 from edgepose.sources.base import Frame, SourceError, SourceStats, classify
 
 log = logging.getLogger(__name__)
@@ -345,6 +346,12 @@ class VideoSource:
             self.fps = fps if 1.0 <= fps <= 240.0 else 0.0
             w, h = int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0), int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
             self.size = (w, h) if w > 0 and h > 0 else None
+            cap = imageio.MAX_PIXELS
+            if self.size and cap and w * h > cap:
+                self._cap.release()
+                self._cap = None
+                raise SourceError(f"{self.name}: {w}x{h} = {w * h} pixels a frame is above the cap of {cap} pixels "
+                                  "(--max-pixels)")
             if self.kind == "video":
                 n = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
                 self.stats.expected = n if n > 0 else None

@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import json
 import logging
-import struct
 from pathlib import Path
 
 import numpy as np
 
 from edgepose.decode import DecoderConfig, Workspace
-from edgepose.imageio import ImageError, decode_image
+from edgepose.imageio import decode_image, header_size, one_line
 from edgepose.meta import HEATMAPS, PAFS, ModelMeta
 from edgepose.runner import Letterbox, decode_to_image, fit_size, parse_size
 from edgepose.triton.wire import (
@@ -102,93 +101,17 @@ def _one(a: np.ndarray, name: str) -> np.ndarray:
     return a[0]
 
 
-def one_line(e: BaseException) -> str:
-    """An error as one line (OpenCV's and others' messages span several)."""
-    text = " ".join(str(e).split())
-    return text or type(e).__name__
-
-
-def _jpeg_size(d: bytes) -> tuple[int, int] | None:
-    i = 2
-    while i + 4 <= len(d):
-        if d[i] != 0xFF:
-            return None
-        marker = d[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker in (0x01, *range(0xD0, 0xD9)):  # standalone markers
-            i += 2
-            continue
-        (length,) = struct.unpack(">H", d[i + 2 : i + 4])
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # a start-of-frame
-            if i + 9 > len(d):
-                return None
-            h, w = struct.unpack(">HH", d[i + 5 : i + 9])
-            return w, h
-        if marker in (0xD9, 0xDA) or length < 2:  # end of image / scan before any frame header
-            return None
-        i += 2 + length
-    return None
-
-
-def header_size(data: bytes) -> tuple[int, int] | None:
-    """``(width, height)`` from an encoded picture's header, without decoding it: JPEG, PNG, BMP, WebP.
-
-    Returns None for another format or a header too short or broken to say.
-    """
-    d = bytes(data[:65536]) if not isinstance(data, bytes) else data
-    if d[:8] == b"\x89PNG\r\n\x1a\n" and len(d) >= 24 and d[12:16] == b"IHDR":
-        return struct.unpack(">II", d[16:24])
-    if d[:2] == b"\xff\xd8":
-        return _jpeg_size(d)
-    if d[:2] == b"BM" and len(d) >= 26:
-        if struct.unpack("<I", d[14:18])[0] == 12:  # OS/2 header
-            return struct.unpack("<HH", d[18:22])
-        w, h = struct.unpack("<ii", d[18:26])
-        return abs(w), abs(h)
-    if d[:4] == b"RIFF" and d[8:12] == b"WEBP" and len(d) >= 30:
-        kind = d[12:16]
-        if kind == b"VP8 ":
-            w, h = struct.unpack("<HH", d[26:30])
-            return w & 0x3FFF, h & 0x3FFF
-        if kind == b"VP8L":
-            (b,) = struct.unpack("<I", d[21:25])
-            return 1 + (b & 0x3FFF), 1 + ((b >> 14) & 0x3FFF)
-        if kind == b"VP8X":
-            return 1 + int.from_bytes(d[24:27], "little"), 1 + int.from_bytes(d[27:30], "little")
-    return None
-
-
 def decode_request_image(raw: bytes, max_pixels: int = MAX_PIXELS, name: str = IMAGE_BYTES) -> tuple[np.ndarray, list[str]]:
     """A request's encoded picture -> uint8 BGR (the one place the Triton models decode).
 
-    The size comes from the header first: a picture above ``max_pixels`` is refused before decoding.
+    :func:`edgepose.imageio.decode_image` with the server's cap, and only formats whose header gives
+    the size (JPEG, PNG, BMP, WebP): a picture above ``max_pixels`` is refused before decoding.
 
     Raises:
         ImageError: empty, not JPEG/PNG/BMP/WebP, above the cap, or undecodable (one line).
     """
-    if not raw:
-        raise ImageError(f"{name}: empty file")
-    size = header_size(raw)
-    if size is None:
-        if raw[:2] in (b"\x89P", b"\xff\xd8", b"BM") or raw[:4] == b"RIFF":  # a known format, its header broken
-            raise ImageError(f"{name}: not a readable image (corrupt or truncated header)")
-        raise ImageError(f"{name}: not a JPEG, PNG, BMP or WebP picture whose header gives its size")
-    w, h = size
-    if w < 1 or h < 1:
-        raise ImageError(f"{name}: the header says {w}x{h} pixels")
-    if w * h > max_pixels:
-        raise ImageError(f"{name}: {w}x{h} = {w * h} pixels is above the server's cap of {max_pixels} pixels")
-    try:
-        img, warnings = decode_image(raw, name)
-    except ImageError:
-        raise
-    except Exception as e:  # cv2.error and friends: this picture's error, not the model's
-        raise ImageError(f"{name}: cannot decode ({one_line(e)})") from None
-    if img.shape[0] * img.shape[1] > max_pixels:  # a header that lied
-        raise ImageError(f"{name}: decodes to {img.shape[1]}x{img.shape[0]} pixels, above the cap of {max_pixels}")
-    return img, warnings
+    return decode_image(raw, name, max_pixels=max_pixels, known_formats_only=True,
+                        cap_text="the server's cap of {cap} pixels")
 
 
 def _image_from_bytes(a: np.ndarray, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, list[str]]:
