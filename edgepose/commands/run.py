@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from edgepose.commands import add_model_args, apply_max_pixels, estimator_from_args
+from edgepose.redact import printable, redact
 
 log = logging.getLogger(__name__)
 
@@ -281,7 +282,7 @@ def run(args: argparse.Namespace) -> int:
     if args.stats_json:
         from edgepose.fileio import write_json_atomic
 
-        write_json_atomic(args.stats_json, {"source": str(args.source), "kind": kind, "realtime": args.realtime,
+        write_json_atomic(args.stats_json, {"source": printable(redact(str(args.source))), "kind": kind, "realtime": args.realtime,
                                             **st.to_dict(),
                                             **({"servers": est.server_stats()} if args.server else {})})  # fmt: skip
     if got["signal"] == signal.SIGINT:
@@ -354,7 +355,7 @@ def _run_many(args: argparse.Namespace, specs: list[str]) -> int:
     if args.stats_json:
         from edgepose.fileio import write_json_atomic
 
-        write_json_atomic(args.stats_json, {"source": specs, "kind": kinds, "realtime": args.realtime, **st.to_dict()})
+        write_json_atomic(args.stats_json, {"source": [printable(redact(s)) for s in specs], "kind": kinds, "realtime": args.realtime, **st.to_dict()})
     if got["signal"] == signal.SIGINT:
         print("interrupted", file=sys.stderr)
         return 130

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgepose.redact import printable, redact
+
 __all__ = ["Frame", "SourceError", "SourceStats", "classify", "folder_files", "VIDEO_EXTENSIONS"]
 
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts"}
@@ -65,7 +67,7 @@ def classify(source: str | int | Path) -> str:
     if p.is_dir():
         return "folder"
     if not p.exists():
-        raise SourceError(f"{s}: no such file, folder, camera index or URL")
+        raise SourceError(f"{printable(redact(str(s)))}: no such file, folder, camera index or URL")
     if p.suffix.lower() in VIDEO_EXTENSIONS:
         return "video"
     return "image"

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from edgepose import imageio
+from edgepose.redact import expand_env, printable, redact
 from edgepose.sources.base import Frame, SourceError, SourceStats, classify
 
 log = logging.getLogger(__name__)
@@ -52,39 +53,105 @@ def check_url(url: str) -> None:
         return
     scheme = url.split("://", 1)[0].lower()
     if scheme not in STREAM_SCHEMES:
-        raise SourceError(f"{url}: unsupported URL scheme {scheme!r} (expected {', '.join(STREAM_SCHEMES)})")
+        raise SourceError(f"{redact(url)}: unsupported URL scheme {scheme!r} (expected {', '.join(STREAM_SCHEMES)})")
 
 
-def _redact(url: str) -> str:
-    """The URL without its password (``rtsp://user:***@host/...``)."""
-    head, sep, rest = url.partition("://")
-    cred, at, host = rest.partition("@")
-    if not at or ":" not in cred or "/" in cred:
-        return url
-    return f"{head}{sep}{cred.split(':', 1)[0]}:***@{host}"
+def _rtsp_request(s: socket.socket, url: str, cseq: int, auth: str | None) -> tuple[str, dict[str, list[str]]]:
+    """Send ``DESCRIBE`` and read the answer's status line and headers (lower-case names)."""
+    req = f"DESCRIBE {url} RTSP/1.0\r\nCSeq: {cseq}\r\nAccept: application/sdp\r\nUser-Agent: edgepose\r\n"
+    if auth:
+        req += f"Authorization: {auth}\r\n"
+    s.sendall((req + "\r\n").encode())
+    data = b""
+    while b"\r\n\r\n" not in data and len(data) < 65536:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1", "replace").split("\r\n")
+    headers: dict[str, list[str]] = {}
+    for line in head[1:]:
+        k, _, v = line.partition(":")
+        headers.setdefault(k.strip().lower(), []).append(v.strip())
+    return head[0] if head else "", headers
+
+
+def _challenge(values: list[str]) -> tuple[str, dict[str, str]] | None:
+    """The strongest scheme a camera offers in its ``WWW-Authenticate`` headers: Digest, else Basic."""
+    import re
+
+    offers = []
+    for v in values:
+        scheme, _, rest = v.partition(" ")
+        params = {k.lower(): a if a else b for k, a, b in re.findall(r'(\w+)=(?:"([^"]*)"|([^,\s]*))', rest)}
+        offers.append((scheme.lower(), params))
+    for want in ("digest", "basic"):
+        for scheme, params in offers:
+            if scheme == want and (want == "basic" or params.get("algorithm", "MD5").upper() in ("MD5", "MD5-SESS")):
+                return scheme, params
+    return None
+
+
+def digest_authorization(user: str, password: str, method: str, uri: str, params: dict[str, str],
+                         cnonce: str | None = None) -> str:
+    """An ``Authorization: Digest`` value (RFC 2617/7616, MD5, ``qop=auth`` when offered)."""
+    import hashlib
+    import secrets
+
+    def md5(t: str) -> str:
+        return hashlib.md5(t.encode(), usedforsecurity=False).hexdigest()
+
+    realm, nonce = params.get("realm", ""), params.get("nonce", "")
+    ha1 = md5(f"{user}:{realm}:{password}")
+    if params.get("algorithm", "").upper() == "MD5-SESS":
+        cnonce = cnonce or secrets.token_hex(8)
+        ha1 = md5(f"{ha1}:{nonce}:{cnonce}")
+    ha2 = md5(f"{method}:{uri}")
+    qops = [q.strip() for q in params.get("qop", "").split(",") if q.strip()]
+    fields = [f'username="{user}"', f'realm="{realm}"', f'nonce="{nonce}"', f'uri="{uri}"']
+    if "auth" in qops:
+        cnonce = cnonce or secrets.token_hex(8)
+        resp = md5(f"{ha1}:{nonce}:00000001:{cnonce}:auth:{ha2}")
+        fields += ["qop=auth", "nc=00000001", f'cnonce="{cnonce}"']
+    else:
+        resp = md5(f"{ha1}:{nonce}:{ha2}")
+    fields.append(f'response="{resp}"')
+    if "opaque" in params:
+        fields.append(f'opaque="{params["opaque"]}"')
+    if "algorithm" in params:
+        fields.append(f"algorithm={params['algorithm']}")
+    return "Digest " + ", ".join(fields)
 
 
 def rtsp_diagnose(url: str, timeout_s: float = 3.0) -> str:
     """Why an RTSP URL cannot be opened, in words: connection refused, no answer, or the server's
     own status for ``DESCRIBE`` (``401 Unauthorized``: credentials refused, ``404 Not Found``: no
-    such stream); ``""`` when the server describes the stream (then OpenCV cannot decode it)."""
+    such stream); ``""`` when the server describes the stream (then OpenCV cannot decode it).
+
+    The credentials are sent only when the camera asks (a 401), with Digest when it offers it, Basic
+    (the password merely base64-encoded) only when that is all it offers."""
     import base64
-    from urllib.parse import urlsplit
+    from urllib.parse import unquote, urlsplit
 
     u = urlsplit(url)
     host, port = u.hostname or "", u.port or (322 if u.scheme == "rtsps" else 554)
     if u.scheme == "rtsps":
         return ""
+    user, password = unquote(u.username or ""), unquote(u.password or "")
+    netloc = host if u.port is None else f"{host}:{u.port}"
+    clean = u._replace(netloc=netloc).geturl()
     try:
         with socket.create_connection((host, port), timeout=timeout_s) as s:
             s.settimeout(timeout_s)
-            clean = url.replace(f"{u.username}:{u.password}@", "") if u.username else url
-            req = f"DESCRIBE {clean} RTSP/1.0\r\nCSeq: 1\r\nAccept: application/sdp\r\nUser-Agent: edgepose\r\n"
-            if u.username:
-                tok = base64.b64encode(f"{u.username}:{u.password or ''}".encode()).decode()
-                req += f"Authorization: Basic {tok}\r\n"
-            s.sendall((req + "\r\n").encode())
-            line = s.recv(4096).split(b"\r\n", 1)[0].decode("latin-1", "replace")
+            line, headers = _rtsp_request(s, clean, 1, None)
+            code = line.split(" ", 2)[1] if len(line.split(" ", 2)) >= 2 else ""
+            if code == "401" and u.username:
+                offer = _challenge(headers.get("www-authenticate", []))
+                if offer is not None:
+                    scheme, params = offer
+                    auth = (digest_authorization(user, password, "DESCRIBE", clean, params) if scheme == "digest"
+                            else "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())  # fmt: skip
+                    line, headers = _rtsp_request(s, clean, 2, auth)
     except ConnectionRefusedError:
         return f"connection refused by {host}:{port} (no RTSP server there)"
     except TimeoutError:
@@ -135,7 +202,7 @@ def open_capture(
     elif kind == "stream" and "!" in str(source):
         if not _has_backend(cv2.CAP_GSTREAMER):
             raise SourceError(
-                f"cannot open GStreamer pipeline {source!r}: this OpenCV build has no GStreamer support "
+                f"cannot open GStreamer pipeline {redact(str(source))!r}: this OpenCV build has no GStreamer support "
                 "(pip's opencv-python wheels do not; use an OpenCV built with GStreamer, e.g. JetPack's)"
             )
         cap = cv2.VideoCapture(str(source), cv2.CAP_GSTREAMER)
@@ -173,7 +240,7 @@ def open_capture(
         if kind == "stream" and str(source).lower().startswith("rtsp://"):
             why = rtsp_diagnose(str(source), min(3.0, timeout_s or 3.0))
             hint = f": {why}" if why else ": the server describes the stream but OpenCV cannot read it (codec?)"
-        raise SourceError(f"cannot open {kind} {_redact(str(source))}{hint}")
+        raise SourceError(f"cannot open {kind} {printable(redact(str(source)))}{hint}")
     return cap
 
 
@@ -260,14 +327,18 @@ class VideoSource:
             raise ValueError(f"backend must be auto, opencv or pyav, not {backend!r}")
         if rtsp_transport not in RTSP_TRANSPORTS:
             raise ValueError(f"rtsp_transport must be one of {', '.join(RTSP_TRANSPORTS)}, not {rtsp_transport!r}")
-        self.source = source if isinstance(source, int) else str(source)
+        shown = printable(redact(str(source)))  # what leaves the process: never the credentials
+        try:  # ${EDGEPOSE_...} from the environment: the password stays out of the command line
+            self.source = source if isinstance(source, int) else expand_env(str(source))
+        except KeyError as e:
+            raise SourceError(f"{shown}: {e.args[0]}") from None
         self.kind = kind or classify(source)
         if self.kind not in ("video", "camera", "stream"):
-            raise SourceError(f"{source}: a {self.kind} is not a video, camera or stream")
+            raise SourceError(f"{shown}: a {self.kind} is not a video, camera or stream")
         if self.kind == "stream" and capture_factory is None:
-            check_url(str(source))
+            check_url(self.source)
         self.rtsp_transport = rtsp_transport
-        self.name = name or (Path(str(source)).name if self.kind == "video" else _redact(str(source)))
+        self.name = name or (printable(Path(str(source)).name) if self.kind == "video" else shown)
         self.loop = loop and self.kind == "video"
         self.pace = pace and self.kind == "video"
         self.reconnect = reconnect if reconnect is not None else Reconnect()
@@ -303,11 +374,11 @@ class VideoSource:
                 cap = AVCapture(source, threads=self.decode_threads)
             except ImportError as e:
                 if self.backend == "pyav":
-                    raise SourceError(f"cannot read {source} with PyAV: {e} (pip install 'edgepose[video]')") from e
+                    raise SourceError(f"cannot read {self.name} with PyAV: {e} (pip install 'edgepose[video]')") from e
             except Exception as e:  # PyAV's errors; OpenCV may still read it
                 if self.backend == "pyav":
-                    raise SourceError(f"cannot open video {source} with PyAV: {e}") from e
-                log.info("PyAV cannot open %s (%s); using OpenCV", source, e)
+                    raise SourceError(f"cannot open video {self.name} with PyAV: {e}") from e
+                log.info("PyAV cannot open %s (%s); using OpenCV", self.name, e)
             else:
                 if self.backend == "pyav" or cap.fast_planes:
                     self.backend_used = "pyav"
@@ -360,7 +431,7 @@ class VideoSource:
             except Exception:  # a wrapper or back-end without the property
                 nt = 0
             self.decoder_threads = nt or None
-            log.info("opened %s %s (%s fps, %s)", self.kind, self.source, self.fps or "?", self.size or "size ?")
+            log.info("opened %s %s (%s fps, %s)", self.kind, self.name, self.fps or "?", self.size or "size ?")
         return self
 
     def stop(self) -> None:
