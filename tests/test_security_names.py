@@ -176,3 +176,21 @@ def test_no_credentials_leak_from_a_failing_stream(cli, tmp_path, monkeypatch):
     finally:
         cam.close()
     assert json.dumps({"ok": True})
+
+
+def test_the_summary_counts_the_failures_it_does_not_list(cli, tmp_path):
+    from conftest import MODEL
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(1005):
+        (folder / f"bad{i:04d}.jpg").write_bytes(b"not a picture")
+    evil = folder / "evil\n\x1b[2Kfake summary line.jpg"
+    evil.write_bytes(b"nope")
+    code, out, err = cli("run", folder, "--model", MODEL, "--device", "cpu", "--no-progress")
+    assert code == 1
+    text = out + err
+    assert "summary: 1006 inputs, 0 processed, 1006 failed" in text
+    assert "... and 6 more failures not listed" in text  # the stream keeps the first 1000 messages
+    assert "\x1b" not in text and "\nfake summary line" not in text  # a file name cannot forge a line
+    assert "evil\\n\\x1b[2Kfake summary line.jpg" in text

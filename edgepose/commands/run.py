@@ -25,6 +25,17 @@ log = logging.getLogger(__name__)
 MAX_LISTED = 20
 
 
+def _print_failures(st, out, limit: int | None) -> None:
+    """The failures after the summary: up to ``limit`` listed, and how many were not (the stream keeps
+    the first 1000 messages; ``st.failed`` counts them all)."""
+    shown = st.failures if limit is None else st.failures[:limit]
+    for _, err in shown:
+        print(f"  failed: {printable(err)}", file=out)
+    rest = st.failed - len(shown)
+    if rest > 0:
+        print(f"  ... and {rest} more failures not listed", file=out)
+
+
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", nargs="+", help="image, folder, video file, camera index (0, 1, ...), RTSP/HTTP URL or "
                    "GStreamer pipeline; several videos, cameras or URLs run in one process (one capture thread each, "
@@ -249,7 +260,7 @@ def run(args: argparse.Namespace) -> int:
                 if not r.ok:
                     listed += 1
                     if images or listed <= MAX_LISTED:
-                        bar.write(f"skipped {r.error}", file=out)
+                        bar.write(f"skipped {printable(r.error)}", file=out)
                 else:
                     for w in r.warnings:
                         bar.write(f"warning: {w}", file=out)
@@ -274,11 +285,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"  mean ms per frame: {stages}", file=out)
     for line in getattr(est, "summary", lambda: [])():  # per server, for a remote estimator
         print(f"  server {line}", file=out)
-    for i, (_, err) in enumerate(st.failures):
-        if not images and i >= MAX_LISTED:
-            print(f"  ... and {len(st.failures) - MAX_LISTED} more failures", file=out)
-            break
-        print(f"  failed: {err}", file=out)
+    _print_failures(st, out, None if images else MAX_LISTED)
     if args.stats_json:
         from edgepose.fileio import write_json_atomic
 
@@ -331,7 +338,7 @@ def _run_many(args: argparse.Namespace, specs: list[str]) -> int:
                 if not r.ok:
                     listed += 1
                     if listed <= MAX_LISTED:
-                        bar.write(f"skipped {r.error}", file=out)
+                        bar.write(f"skipped {printable(r.error)}", file=out)
                 bar.update(1)
         finally:
             bar.close()
@@ -347,11 +354,7 @@ def _run_many(args: argparse.Namespace, specs: list[str]) -> int:
               f"{d['people']} people{lat_s}; {d['source_ended'] or 'running'}{lost_s}", file=out)  # fmt: skip
     for reason, n in sorted(st.dropped.items()):
         print(f"  dropped: {n} {reason} ({DROP_REASONS.get(reason, reason)})", file=out)
-    for i, (_, err) in enumerate(st.failures):
-        if i >= MAX_LISTED:
-            print(f"  ... and {len(st.failures) - MAX_LISTED} more failures", file=out)
-            break
-        print(f"  failed: {err}", file=out)
+    _print_failures(st, out, MAX_LISTED)
     if args.stats_json:
         from edgepose.fileio import write_json_atomic
 
