@@ -84,6 +84,11 @@ def test_gpu_tensorrt_options_parse(model_path, tmp_path):
     assert net.instance_group[0].kind == net.instance_group[0].KIND_GPU and net.instance_group[0].count == 2
     trt = net.optimization.execution_accelerators.gpu_execution_accelerator[0]
     assert trt.name == "tensorrt" and trt.parameters["precision_mode"] == "FP16"
+    assert "trt_engine_cache_path" not in trt.parameters  # no predictable shared cache folder by default
+    export_repository(model_path, tmp_path / "r3", ExportOptions(kind="gpu", tensorrt=True, trt_cache="/srv/trt"))
+    trt = parse_config((tmp_path / "r3" / "edgepose_net" / "config.pbtxt").read_text()).optimization \
+        .execution_accelerators.gpu_execution_accelerator[0]
+    assert trt.parameters["trt_engine_cache_path"] == "/srv/trt" and trt.parameters["trt_engine_cache_enable"] == "1"
     pipe = parse_config((tmp_path / "r" / "edgepose_pipeline" / "config.pbtxt").read_text())
     assert pipe.parameters["EXECUTION_ENV_PATH"].string_value == "/opt/envs/edgepose.tar.gz"
     with pytest.raises(ExportError, match="GPU"):

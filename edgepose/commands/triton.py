@@ -33,7 +33,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     ex.add_argument("--gpus", default="", help="GPU ids for --kind gpu, comma-separated (default: all)")
     ex.add_argument("--tensorrt", action="store_true", help="ONNX Runtime's TensorRT accelerator for the network (GPU)")
     ex.add_argument("--trt-precision", choices=("fp16", "fp32"), default="fp16", help="TensorRT precision (default fp16)")
-    ex.add_argument("--trt-cache", default="/tmp/edgepose-trt-cache", help="TensorRT engine cache folder on the server")
+    ex.add_argument("--trt-cache", default="", metavar="DIR",
+                    help="TensorRT engine cache folder on the server (default: none). Give a folder only the server's "
+                         "user can write, never a shared one such as /tmp: a planted engine would run as the network")
     ex.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads per pipeline instance "
                     "(default 0: the server's cores divided by the instances)")  # fmt: skip
     ex.add_argument("--size", default=None, help="pixel budget WxH of the encoded-image wire format (default: the model's)")

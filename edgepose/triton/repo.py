@@ -69,7 +69,9 @@ class ExportOptions:
         gpus: GPU ids for ``gpu`` instances (default: all).
         tensorrt: add ONNX Runtime's TensorRT accelerator to the network (GPU only).
         trt_fp16: TensorRT in fp16.
-        trt_cache: TensorRT engine-cache folder on the server (a server path, not this machine's).
+        trt_cache: TensorRT engine-cache folder on the server (a server path, not this machine's); empty
+            (the default): no engine cache. Name a folder only the server's user can write: an engine
+            planted in a shared folder such as /tmp would run as the network.
         threads: ONNX Runtime intra-op threads of each pipeline instance (0: the server's cores
             divided by the instances).
         size: pixel budget ``(w, h)`` the bytes wire format letterboxes to (default: the model's preferred size).
@@ -87,7 +89,7 @@ class ExportOptions:
     gpus: list[int] = field(default_factory=list)
     tensorrt: bool = False
     trt_fp16: bool = True
-    trt_cache: str = "/tmp/edgepose-trt-cache"
+    trt_cache: str = ""
     threads: int = 0
     size: tuple[int, int] | None = None
     python_env: str | None = None
@@ -219,8 +221,9 @@ def _configs(meta: ModelMeta, props: dict[str, str], opt: ExportOptions) -> dict
         **batching, "instance_group": [net_group], "parameters": _params(props),
     }  # fmt: skip
     if opt.tensorrt:
-        trt = {"precision_mode": "FP16" if opt.trt_fp16 else "FP32", "trt_engine_cache_enable": "1",
-               "trt_engine_cache_path": opt.trt_cache}  # fmt: skip
+        trt = {"precision_mode": "FP16" if opt.trt_fp16 else "FP32"}
+        if opt.trt_cache:
+            trt.update(trt_engine_cache_enable="1", trt_engine_cache_path=opt.trt_cache)
         net["optimization"] = {"execution_accelerators": {"gpu_execution_accelerator": [
             {"name": "tensorrt", "parameters": trt}]}}  # fmt: skip
     cpu = {"kind": "KIND_CPU", "count": int(opt.instances)}
