@@ -105,6 +105,11 @@ class ModelMeta:
                 }
             )
             w, h = (int(v) for v in props.get("preferred_input_size", "432x368").lower().split("x"))
+            if not (16 <= w <= 16384 and 16 <= h <= 16384):
+                raise ValueError(f"preferred_input_size {w}x{h} is outside 16..16384 pixels a side")
+            stride = int(props.get("stride", "8"))
+            if not 1 <= stride <= 64:
+                raise ValueError(f"stride must be 1..64 (the maps' step in input pixels), not {stride}")
             order = props.get("input_channel_order", "BGR").upper()
             if order not in ("BGR", "RGB"):
                 raise ValueError(f"input_channel_order must be BGR or RGB, not {order!r}")
@@ -115,7 +120,7 @@ class ModelMeta:
             }  # fmt: skip
             return cls(
                 layout=layout,
-                stride=int(props.get("stride", "8")),
+                stride=stride,
                 channel_order=order,
                 scale=float(props.get("input_scale", "1.0")),
                 mean=float(props.get("input_mean", "0.0")),
@@ -124,5 +129,7 @@ class ModelMeta:
                 source_sha256=props.get("source_sha256", ""),
                 extra={k: v for k, v in props.items() if k not in known},
             )
+        except RecursionError:
+            raise MetadataError(f"{where} has malformed edgepose metadata: JSON nested too deeply") from None
         except (KeyError, ValueError, TypeError) as e:
             raise MetadataError(f"{where} has malformed edgepose metadata: {e}") from e

@@ -127,3 +127,30 @@ def test_a_png_bomb_in_a_folder_run_stays_under_400_mb(tmp_path, python):
     assert peak_mb <= 400, f"peak RSS {peak_mb:.0f} MB"
     print(f"peak RSS of the folder run with a 30000x30000 PNG bomb: {peak_mb:.0f} MB")
     assert np.isfinite(peak_mb)
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("stride", "0", "stride must be 1..64"),
+    ("stride", "-8", "stride must be 1..64"),
+    ("stride", "100000", "stride must be 1..64"),
+    ("preferred_input_size", "100000x8", "outside 16..16384"),
+    ("keypoint_names", "[" * 100000 + "]" * 100000, "nested too deeply"),
+    ("limbs", '"not a list"', "malformed"),
+])  # fmt: skip
+def test_model_metadata_is_validated_with_one_message(key, value, message):
+    import onnx
+
+    from edgepose.meta import MetadataError, ModelMeta
+
+    props = {p.key: p.value for p in onnx.load(str(MODEL), load_external_data=False).metadata_props}
+    assert ModelMeta.from_props(props).stride == 8
+    with pytest.raises(MetadataError, match=message) as e:
+        ModelMeta.from_props({**props, key: value})
+    assert "\n" not in str(e.value)
+
+
+def test_info_on_a_file_that_is_not_onnx(cli, tmp_path):
+    bad = tmp_path / "notes.onnx"
+    bad.write_text("hello")
+    code, out, err = cli("info", bad)
+    assert code == 2 and "not an ONNX model" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -23,7 +23,12 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"no model at {path}; build the default one with `make model`")
     so = ort.SessionOptions()
     so.log_severity_level = 3
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    try:
+        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime's own exception types (InvalidProtobuf, Fail, ...)
+        from edgepose.imageio import one_line
+
+        raise ValueError(f"{path}: not an ONNX model ONNX Runtime can load ({one_line(e)[:300]})") from None
     props = dict(sess.get_modelmeta().custom_metadata_map)
     meta = ModelMeta.from_props(props, str(path))
     info = {
