@@ -123,6 +123,8 @@ class PoseEstimator:
             )
         data = self.model_path.read_bytes()
         self.model_sha256 = hashlib.sha256(data).hexdigest()
+        if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or not 0 <= threads <= 256):
+            raise ValueError(f"threads must be a whole number 1..256 (0 or None: one per core), not {threads!r}")
         self.threads = threads or _default_threads()
         self.device: DeviceSpec = resolve(device, model_sha=self.model_sha256, threads=self.threads)
         so = session_options(self.threads)

@@ -144,3 +144,36 @@ def test_bad_inputs(cli, tmp_path):
     code, _, err = cli("run", str(IMAGES), "--profile", tmp_path / "none.json")
     assert code == 2 and "no profile" in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("threads", 100000, "threads must be a whole number 1..256"),
+    ("threads", "two", "threads must be a whole number 1..256"),
+    ("workers", 0, "workers must be a whole number 1..256"),
+    ("size", ["small"], "size must be a preset name"),
+    ("scales", [1.0] * 50, "scales must be a list"),
+    ("decoder", "greedy", "must be JSON objects"),
+])  # fmt: skip
+def test_a_profile_of_wrong_types_is_one_message(tuned, cli, tmp_path, field, value, message):
+    _, out, _ = tuned
+    prof = json.loads(out.read_text())
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**prof, field: value}))
+    code, stdout, err = cli("run", str(IMAGES), "--profile", str(bad), "--no-progress")
+    assert code == 2 and message in err and "Traceback" not in err, err
+
+
+def test_a_deeply_nested_profile_is_one_message(cli, tmp_path):
+    bad = tmp_path / "deep.json"
+    bad.write_text("[" * 100000 + "]" * 100000)
+    code, _, err = cli("run", str(IMAGES), "--profile", str(bad), "--no-progress")
+    assert code == 2 and "nested too deeply" in err
+
+
+def test_threads_are_bounded(model_path, cli):
+    from edgepose import PoseEstimator
+
+    with pytest.raises(ValueError, match="1..256"):
+        PoseEstimator(model_path, device="cpu", threads=100000)
+    code, _, err = cli("run", str(IMAGES / "tfpose__p1.jpg"), "--threads", "100000")
+    assert code == 2 and "1..256" in err

@@ -42,6 +42,33 @@ def model_file(profile: dict, where: str | Path | None = None) -> Path:
     raise ProfileError(f"the profile's model {m['path']} is missing (looked at {', '.join(map(str, cands))})")
 
 
+#: the most intra-op threads or inference workers a profile (or --threads) may ask for
+MAX_THREADS = 256
+
+
+def _check_types(prof: dict, path: Path) -> None:
+    """One message for a field of the wrong type or out of range (no traceback later)."""
+
+    def whole(name: str, lo: int, hi: int) -> None:
+        v = prof[name]
+        if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+            raise ProfileError(f"{path}: {name} must be a whole number {lo}..{hi}, not {v!r}")
+
+    whole("threads", 1, MAX_THREADS)
+    whole("workers", 1, MAX_THREADS)
+    if not isinstance(prof["size"], str) or len(prof["size"]) > 32:
+        raise ProfileError(f"{path}: size must be a preset name or WxH, not {prof['size']!r}")
+    if not isinstance(prof["device"], str) or len(prof["device"]) > 64:
+        raise ProfileError(f"{path}: device must be a device word such as cpu, not {prof['device']!r}")
+    if not isinstance(prof["decoder"], dict) or not isinstance(prof["model"], dict) or \
+            not isinstance(prof["model"].get("sha256", ""), str):  # fmt: skip
+        raise ProfileError(f"{path}: model and decoder must be JSON objects")
+    scales = prof.get("scales")
+    if scales is not None and (not isinstance(scales, list) or len(scales) > 8 or
+                               not all(isinstance(x, (int, float)) and 0.05 <= x <= 4 for x in scales)):  # fmt: skip
+        raise ProfileError(f"{path}: scales must be a list of at most 8 numbers 0.05..4, not {scales!r}")
+
+
 def load_profile(path: str | Path, check_model: bool = True) -> dict:
     """Read a profile and check its model.
 
@@ -59,11 +86,14 @@ def load_profile(path: str | Path, check_model: bool = True) -> dict:
         prof = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ProfileError(f"{path} is not a profile (not JSON: {e})") from None
+    except RecursionError:
+        raise ProfileError(f"{path} is not a profile (JSON nested too deeply)") from None
     if not isinstance(prof, dict) or prof.get("schema") != SCHEMA:
         raise ProfileError(f"{path} is not an edgepose profile (schema {SCHEMA!r} expected)")
     missing = [k for k in REQUIRED if k not in prof]
     if missing:
         raise ProfileError(f"{path} lacks {', '.join(missing)}")
+    _check_types(prof, path)
     if check_model:
         f = model_file(prof, path)
         sha = sha256_file(f)
