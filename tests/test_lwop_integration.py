@@ -11,7 +11,7 @@ import subprocess
 import cv2
 import numpy as np
 import pytest
-from conftest import COCO_MINI, DATA, IMAGES, MODEL, VIDEO
+from conftest import COCO_MINI, DATA, IMAGES, MODEL, VIDEO, need_service
 
 pytestmark = pytest.mark.convert
 pytest.importorskip("openvino")
@@ -124,7 +124,7 @@ def test_triton_serves_it_like_a_local_run(lwop, tmp_path):
     try:
         find_install()
     except ServerError as e:
-        pytest.skip(f"no Triton server: {e}")
+        need_service(f"no Triton server: {e}")
     local = PoseEstimator(lwop[0], device="cpu", threads=2)
     with TritonServer(repo, startup_timeout=180) as srv:
         remote = RemoteEstimator(srv.grpc_url)

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, VIDEO
+from conftest import ROOT, VIDEO, need_service
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 SERVER = Path(__file__).with_name("rtsp_server.py")
@@ -37,7 +37,12 @@ def _have_server() -> str | None:
 
 
 _MISSING = _have_server()
-pytestmark = pytest.mark.skipif(_MISSING is not None, reason=str(_MISSING))
+
+
+@pytest.fixture(autouse=True)
+def _server_installed():
+    if _MISSING is not None:
+        need_service(_MISSING)
 
 
 class RtspServer:

@@ -154,3 +154,14 @@ def test_info_on_a_file_that_is_not_onnx(cli, tmp_path):
     bad.write_text("hello")
     code, out, err = cli("info", bad)
     assert code == 2 and "not an ONNX model" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_missing_service_fails_under_ci(monkeypatch):
+    import conftest
+
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true"):
+        conftest.need_service("mosquitto is not installed")
+    monkeypatch.setenv("CI", "")
+    with pytest.raises(pytest.skip.Exception):
+        conftest.need_service("mosquitto is not installed")

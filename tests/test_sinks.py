@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import need_service
 
 from edgepose.layouts import get_layout
 from edgepose.results import FrameResult, Person
@@ -153,7 +154,7 @@ class Broker:
     def __init__(self, tmp: Path) -> None:
         exe = mosquitto_binary()
         if exe is None:
-            pytest.skip("mosquitto is not installed (make system-deps)")
+            need_service("mosquitto is not installed (make system-deps)")
         self.port = free_port()
         conf = tmp / "mosquitto.conf"
         conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")

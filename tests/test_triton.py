@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import IMAGES, ROOT, VIDEO
+from conftest import IMAGES, ROOT, VIDEO, need_service
 
 pytest.importorskip("tritonclient.grpc", reason="needs the triton extra (tritonclient)")
 
@@ -51,7 +51,7 @@ def server(repo):
     try:
         find_install()
     except ServerError as e:
-        pytest.skip(f"no Triton server: {e}")
+        need_service(f"no Triton server: {e}")
     with TritonServer(repo, startup_timeout=180) as srv:
         yield srv
 
@@ -312,7 +312,7 @@ def test_serve_command_prints_urls_and_stops_on_sigterm(repo):
     try:
         find_install()
     except ServerError as e:
-        pytest.skip(f"no Triton server: {e}")
+        need_service(f"no Triton server: {e}")
     cmd = [sys.executable, "-m", "edgepose", "triton", "serve", "--repo", str(repo), "--grpc-port", "0",
            "--http-port", "0", "--models", "edgepose_decode"]  # fmt: skip
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=dict(os.environ))

@@ -24,7 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import IMAGES, ROOT
+from conftest import IMAGES, ROOT, need_service
 
 pytest.importorskip("tritonclient.grpc", reason="needs the triton extra (tritonclient)")
 
@@ -57,7 +57,7 @@ def _need_server() -> None:
     try:
         find_install()
     except ServerError as e:
-        pytest.skip(f"no Triton server: {e}")
+        need_service(f"no Triton server: {e}")
 
 
 @pytest.fixture(scope="module")
