@@ -30,10 +30,33 @@ from pathlib import Path
 __all__ = ["atomic_path", "write_bytes_atomic", "write_text_atomic", "write_json_atomic", "sha256_file"]
 
 
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def plain_path(path: Path) -> tuple[Path, str | None]:
+    """``path`` for OpenCV, whose readers and writers crash the process on names that are not valid
+    UTF-8: such a folder is reached through a symlink with a plain name in a private temporary folder
+    (returned second: remove it when done). ``path``'s own name must be plain already."""
+    if _utf8(str(path)):
+        return path, None
+    import tempfile
+
+    link_dir = tempfile.mkdtemp(prefix="edgepose-out-")
+    os.symlink(os.fsencode(path.parent.resolve()), os.fsencode(os.path.join(link_dir, "d")))
+    return Path(link_dir, "d", path.name), link_dir
+
+
 def _reserve(path: Path, suffix: str) -> Path:
     """Create an empty, uniquely named file beside ``path`` (mode 0666 minus the umask)."""
     for _ in range(100):
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial{suffix}")
+        # the temporary name holds no undecodable bytes (OpenCV crashes on them): the final name may
+        name = path.name if _utf8(path.name) else "out"
+        tmp = path.with_name(f".{name}.{secrets.token_hex(4)}.partial{suffix}")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:
@@ -63,13 +86,19 @@ def atomic_path(path: str | Path, *, keep_suffix: bool = False) -> Iterator[Path
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _reserve(path, path.suffix if keep_suffix else ".tmp")
+    handed, link_dir = plain_path(tmp)
     try:
-        yield tmp
+        yield handed
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    finally:
+        if link_dir is not None:
+            import shutil
+
+            shutil.rmtree(link_dir, ignore_errors=True)
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:

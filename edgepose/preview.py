@@ -42,7 +42,7 @@ import cv2
 import numpy as np
 
 from edgepose.results import FrameResult
-from edgepose.sinks import frame_record, render, source_slug
+from edgepose.sinks import UniqueSlugs, frame_record, render
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +158,7 @@ class PreviewSink:
                  quality: int = 80) -> None:  # fmt: skip
         self.max_fps, self.max_width, self.quality = max_fps, max_width, quality
         self.slots: dict[str, _Slot] = {}
+        self.slugs = UniqueSlugs()  # two sources whose slugs collide get two slots
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._latest: dict | None = None
@@ -186,7 +187,7 @@ class PreviewSink:
 
     # -- the stream's side ---------------------------------------------------------------------------
     def _slot(self, source: str) -> _Slot:
-        slug = source_slug(source)
+        slug = self.slugs(source)
         with self._lock:
             slot = self.slots.get(slug)
             if slot is None:

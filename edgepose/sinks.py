@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import sys
 import threading
 from collections import deque
@@ -28,7 +29,8 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from edgepose.fileio import atomic_path, write_json_atomic
+from edgepose.fileio import atomic_path, plain_path, write_json_atomic
+from edgepose.redact import printable, redact
 from edgepose.results import FrameResult, coco_results
 
 log = logging.getLogger(__name__)
@@ -59,13 +61,47 @@ def source_slug(name: str) -> str:
         >>> source_slug("entrance.mp4#2")
         'entrance.mp4_2'
     """
+    name = redact(name)  # a password with '/' or '@' in it never reaches a file or topic name
     rest = name.split("://", 1)[1] if "://" in name else name
-    if "@" in rest.split("/", 1)[0]:
-        rest = rest.split("@", 1)[1]
+    if "***@" in rest:
+        rest = rest.split("***@", 1)[1]
     slug = "".join(c if c.isalnum() or c in "._-" else "_" for c in rest).strip("._")
     while "__" in slug:
         slug = slug.replace("__", "_")
     return slug or "source"
+
+
+class UniqueSlugs:
+    """One :func:`source_slug` per source name, made unique: two names whose slugs collide
+    (``cam 1.mp4`` and ``cam_1.mp4``) get ``cam_1.mp4`` and ``cam_1-2.mp4``, so no output is shared or
+    overwritten. Stable: a name keeps its slug.
+
+    Example:
+        >>> slugs = UniqueSlugs()
+        >>> slugs("cam 1.mp4"), slugs("cam_1.mp4"), slugs("cam 1.mp4"), slugs("rtsp://u:p@h/a_b"), slugs("rtsp://h/a/b")
+        ('cam_1.mp4', 'cam_1-2.mp4', 'cam_1.mp4', 'h_a_b', 'h_a_b-2')
+    """
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, str] = {}
+        self._used: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, name: str) -> str:
+        with self._lock:
+            slug = self._by_name.get(name)
+            if slug is None:
+                base = slug = source_slug(name)
+                stem, dot, ext = base.rpartition(".")
+                if not (dot and stem and 1 <= len(ext) <= 5 and ext.isalnum()):  # keep a file extension last
+                    stem, dot, ext = base, "", ""
+                n = 1
+                while slug in self._used:
+                    n += 1
+                    slug = f"{stem}-{n}{dot}{ext}"
+                self._used.add(slug)
+                self._by_name[name] = slug
+            return slug
 
 
 class PerSource:
@@ -79,13 +115,14 @@ class PerSource:
     def __init__(self, factory, needs_image: bool | None = None) -> None:
         self.factory = factory
         self.sinks: dict[str, object] = {}
+        self.slugs = UniqueSlugs()
         self.needs_image = needs_image if needs_image is not None else True
         self.name = "PerSource"
 
     def consume(self, result: FrameResult, image: np.ndarray | None) -> None:
         sink = self.sinks.get(result.source)
         if sink is None:
-            sink = self.sinks[result.source] = self.factory(source_slug(result.source))
+            sink = self.sinks[result.source] = self.factory(self.slugs(result.source))
             self.name = type(sink).__name__
         sink.consume(result, image)
 
@@ -210,6 +247,7 @@ class RenderSink:
         self.kind = "video" if suffix in (".mp4", ".avi", ".mkv", ".mov") else "image" if suffix else "dir"
         self._writer: cv2.VideoWriter | None = None
         self._tmp: Path | None = None
+        self._link_dir: str | None = None
         if self.kind == "dir":
             self.path.mkdir(parents=True, exist_ok=True)
         else:
@@ -219,10 +257,12 @@ class RenderSink:
         drawn = render(image, result)
         if self.kind == "video":
             if self._writer is None:
-                self._tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
+                stem = self.path.stem if printable(self.path.stem) == self.path.stem else "out"
+                self._tmp = self.path.with_name(f".{stem}.partial{self.path.suffix}")
                 fourcc = cv2.VideoWriter_fourcc(*("mp4v" if self.path.suffix.lower() in (".mp4", ".mov") else "MJPG"))
                 h, w = drawn.shape[:2]
-                self._writer = cv2.VideoWriter(str(self._tmp), fourcc, self.fps, (w, h))
+                handed, self._link_dir = plain_path(self._tmp)  # OpenCV crashes on undecodable names
+                self._writer = cv2.VideoWriter(str(handed), fourcc, self.fps, (w, h))
                 if not self._writer.isOpened():
                     raise OSError(f"OpenCV cannot write video {self.path}")
                 self._size = (w, h)
@@ -248,6 +288,8 @@ class RenderSink:
             self._writer = None
             if self._tmp is not None and self._tmp.exists():
                 os.replace(self._tmp, self.path)
+            if self._link_dir is not None:
+                shutil.rmtree(self._link_dir, ignore_errors=True)
 
 
 def frame_record(result: FrameResult, digits: int = 2) -> dict:
@@ -405,6 +447,7 @@ class MqttSink:
         if qos not in (0, 1, 2):
             raise ValueError(f"MQTT qos must be 0, 1 or 2, not {qos}")
         self.host, self.port, self.topic, self.qos, self.retain = host, int(port), topic, qos, retain
+        self.slugs = UniqueSlugs()
         self.flush_timeout = flush_timeout
         self.published = 0
         self.failed = 0
@@ -456,7 +499,7 @@ class MqttSink:
         return True
 
     def consume(self, result: FrameResult, image: np.ndarray | None = None) -> None:
-        topic = self.topic.replace("{source}", source_slug(result.source)) if "{source}" in self.topic else None
+        topic = self.topic.replace("{source}", self.slugs(result.source)) if "{source}" in self.topic else None
         self.publish(json.dumps(frame_record(result), separators=(",", ":")), topic)
 
     def close(self) -> None:

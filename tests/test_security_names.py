@@ -194,3 +194,51 @@ def test_the_summary_counts_the_failures_it_does_not_list(cli, tmp_path):
     assert "... and 6 more failures not listed" in text  # the stream keeps the first 1000 messages
     assert "\x1b" not in text and "\nfake summary line" not in text  # a file name cannot forge a line
     assert "evil\\n\\x1b[2Kfake summary line.jpg" in text
+
+
+def _run_child(python, *argv, timeout=300):
+    """`python -m edgepose ARGV` in a child process (OpenCV crashes the process, not a test, on bad names)."""
+    import subprocess
+
+    return subprocess.run([python, "-m", "edgepose", *argv], capture_output=True, timeout=timeout)
+
+
+def test_names_that_are_not_utf8_do_not_crash(python, tmp_path):
+    import os
+    import shutil
+
+    from conftest import IMAGES, MODEL, VIDEO
+
+    base = os.fsencode(tmp_path)
+    clip = base + b"/clip\xff.mp4"
+    pic = base + b"/pic\xfe.jpg"
+    shutil.copy(VIDEO, clip)
+    shutil.copy(IMAGES / "tfpose__p1.jpg", pic)
+    out_dir = base + b"/out\xfd"
+    os.mkdir(out_dir)
+    common = [b"--model", os.fsencode(MODEL), b"--device", b"cpu", b"--size", b"small", b"--no-progress"]
+    p = _run_child(python, b"run", clip, *common, b"--max-frames", b"3", b"--jsonl", out_dir + b"/o.jsonl",
+                   b"--render", out_dir + b"/r\xff.mp4")  # fmt: skip
+    assert p.returncode == 0, p.stderr[-2000:]
+    rows = [json.loads(line) for line in open(out_dir + b"/o.jsonl", "rb").read().splitlines()]
+    assert len(rows) == 3 and rows[0]["source"] == "clip\\udcff.mp4" and rows[0]["people"]
+    assert os.path.getsize(out_dir + b"/r\xff.mp4") > 1000
+    p = _run_child(python, b"run", pic, *common, b"--render", out_dir + b"/r\xfe.jpg")
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert os.path.getsize(out_dir + b"/r\xfe.jpg") > 1000
+    assert not [n for n in os.listdir(out_dir) if b"partial" in n]  # no temporary file left
+
+
+def test_sources_whose_names_collide_get_their_own_outputs(cli, tmp_path):
+    import shutil
+
+    from conftest import MODEL, VIDEO
+
+    a, b = tmp_path / "cam 1.mp4", tmp_path / "cam_1.mp4"
+    shutil.copy(VIDEO, a)
+    shutil.copy(VIDEO, b)
+    code, out, err = cli("run", a, b, "--model", MODEL, "--device", "cpu", "--size", "small", "--max-frames", "2",
+                         "--json-dir", tmp_path / "json", "--render", tmp_path / "render", "--no-progress")  # fmt: skip
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "json").iterdir()) == ["cam_1-2.mp4", "cam_1.mp4"]
+    assert sorted(p.name for p in (tmp_path / "render").iterdir()) == ["cam_1-2.mp4", "cam_1.mp4"]

@@ -39,6 +39,35 @@ _ENV_LOCK = threading.Lock()
 _ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
 
 
+_SAFE_DIRS: list[str] = []
+
+
+def opencv_safe_path(path: str) -> str:
+    """A path OpenCV and FFmpeg can open for a file whose name is not valid UTF-8.
+
+    Python gives such names as ``str`` with lone surrogates (``\udcff``), on which OpenCV crashes the
+    process (a segfault, not an exception). Such a file is reached through a symlink with a plain name
+    in a private temporary folder (mode 0700, removed at exit); any other path is returned as it is.
+    """
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        pass
+    import atexit
+    import shutil
+    import tempfile
+
+    d = tempfile.mkdtemp(prefix="edgepose-name-")
+    if not _SAFE_DIRS:
+        atexit.register(lambda: [shutil.rmtree(x, ignore_errors=True) for x in _SAFE_DIRS])
+    _SAFE_DIRS.append(d)
+    target = os.path.abspath(os.fsencode(path))
+    link = os.path.join(d, "source" + "".join(c for c in Path(path).suffix if c.isascii() and c.isalnum() or c == "."))
+    os.symlink(target, os.fsencode(link))
+    return link
+
+
 def check_url(url: str) -> None:
     """Raise :class:`SourceError` for a URL whose scheme OpenCV's FFmpeg cannot read (one clear line).
 
@@ -333,6 +362,8 @@ class VideoSource:
         except KeyError as e:
             raise SourceError(f"{shown}: {e.args[0]}") from None
         self.kind = kind or classify(source)
+        if self.kind == "video" and isinstance(self.source, str):
+            self.source = opencv_safe_path(self.source)
         if self.kind not in ("video", "camera", "stream"):
             raise SourceError(f"{shown}: a {self.kind} is not a video, camera or stream")
         if self.kind == "stream" and capture_factory is None:
