@@ -128,6 +128,10 @@ class PoseEstimator:
         self.threads = threads or _default_threads()
         self.device: DeviceSpec = resolve(device, model_sha=self.model_sha256, threads=self.threads)
         so = session_options(self.threads)
+        # loaded from bytes (hashed once): external weights resolve against the model's folder, not the
+        # working directory, as they would if ONNX Runtime read the file itself
+        so.add_session_config_entry("session.model_external_initializers_file_folder_path",
+                                    str(self.model_path.resolve().parent))
         try:
             self.session = ort.InferenceSession(
                 data, so, providers=self.device.providers, provider_options=self.device.provider_options

@@ -165,3 +165,20 @@ def test_a_missing_service_fails_under_ci(monkeypatch):
     monkeypatch.setenv("CI", "")
     with pytest.raises(pytest.skip.Exception):
         conftest.need_service("mosquitto is not installed")
+
+
+def test_external_weights_resolve_beside_the_model_not_the_working_directory(tmp_path, monkeypatch):
+    import onnx
+
+    from edgepose.runner import PoseEstimator
+
+    d = tmp_path / "model"
+    d.mkdir()
+    onnx.save_model(onnx.load(str(MODEL)), str(d / "m.onnx"), save_as_external_data=True, location="m.weights",
+                    all_tensors_to_one_file=True, size_threshold=1024)  # fmt: skip
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "m.weights").write_bytes(b"planted")  # what the working directory would have offered
+    monkeypatch.chdir(elsewhere)
+    est = PoseEstimator(d / "m.onnx", device="cpu", threads=2)
+    assert est.predict(cv2.imread(str(IMAGES / "tfpose__p1.jpg"))).people
