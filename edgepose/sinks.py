@@ -22,7 +22,9 @@ import os
 import shutil
 import sys
 import threading
+import time
 from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -373,26 +375,70 @@ class JsonLinesSink:
         self.close()
 
 
+@dataclass
+class MqttTarget:
+    """Where and how to publish: from ``[mqtt[s]://][USER[:PASSWORD]@]HOST[:PORT][/TOPIC]``."""
+
+    host: str
+    port: int
+    topic: str
+    tls: bool = False
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+    def __str__(self) -> str:  # what logs and errors show: never the password
+        user = f"{self.username}:***@" if self.password is not None else f"{self.username}@" if self.username else ""
+        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}/{self.topic}"
+
+
+def parse_mqtt_target(url: str) -> MqttTarget:
+    """``[mqtt://|mqtts://][USER[:PASSWORD]@]HOST[:PORT][/TOPIC]`` -> :class:`MqttTarget` (port 1883, 8883
+    for ``mqtts://``; topic ``edgepose/poses``). The password may hold any character (``%XX`` escapes
+    are decoded); errors quote the address redacted.
+
+    Example:
+        >>> parse_mqtt_target("mqtts://cam:s3cr@t@broker.local/site/cam1")
+        MqttTarget(host='broker.local', port=8883, topic='site/cam1', tls=True, username='cam')
+    """
+    from urllib.parse import unquote
+
+    shown = redact(url)
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "mqtt", url
+    scheme = scheme.lower()
+    if scheme not in ("mqtt", "mqtts"):
+        raise ValueError(f"MQTT address {shown!r}: scheme must be mqtt:// or mqtts://, not {scheme}://")
+    username = password = None
+    at = rest.rfind("@")  # the userinfo ends at the last '@' (a password may hold '@', ':' or '/')
+    if at != -1:
+        cred, rest = rest[:at], rest[at + 1 :]
+        user, colon, pw = cred.partition(":")
+        username, password = unquote(user), (unquote(pw) if colon else None)
+    hostport, _, topic = rest.partition("/")
+    host, _, port = hostport.rpartition(":") if hostport.count(":") == 1 else (hostport, "", "")
+    if not host:
+        raise ValueError(f"MQTT address {shown!r} has no host (expected HOST[:PORT]/TOPIC)")
+    try:
+        port_n = int(port) if port else (8883 if scheme == "mqtts" else 1883)
+    except ValueError:
+        raise ValueError(f"MQTT address {shown!r}: port {port!r} is not a number") from None
+    topic = topic or "edgepose/poses"
+    if "+" in topic or "#" in topic:
+        raise ValueError(f"MQTT topic {topic!r}: wildcards cannot be published to")
+    return MqttTarget(host, port_n, topic, scheme == "mqtts", username, password)
+
+
 def parse_mqtt_url(url: str) -> tuple[str, int, str]:
-    """``[mqtt://]HOST[:PORT][/TOPIC]`` -> ``(host, port, topic)``; port 1883, topic ``edgepose/poses``.
+    """``[mqtt://]HOST[:PORT][/TOPIC]`` -> ``(host, port, topic)`` (:func:`parse_mqtt_target` without the
+    credentials and TLS).
 
     Example:
         >>> parse_mqtt_url("broker.local:1884/site/cam1")
         ('broker.local', 1884, 'site/cam1')
     """
-    rest = url.split("://", 1)[1] if "://" in url else url
-    hostport, _, topic = rest.partition("/")
-    host, _, port = hostport.rpartition(":") if hostport.count(":") == 1 else (hostport, "", "")
-    if not host:
-        raise ValueError(f"MQTT address {url!r} has no host (expected HOST[:PORT]/TOPIC)")
-    try:
-        port_n = int(port) if port else 1883
-    except ValueError:
-        raise ValueError(f"MQTT address {url!r}: port {port!r} is not a number") from None
-    topic = topic or "edgepose/poses"
-    if "+" in topic or "#" in topic:
-        raise ValueError(f"MQTT topic {topic!r}: wildcards cannot be published to")
-    return host, port_n, topic
+    t = parse_mqtt_target(url)
+    return t.host, t.port, t.topic
 
 
 def _import_paho():
@@ -418,6 +464,9 @@ class MqttSink:
         retain: publish with the retain flag (a late subscriber gets the last frame).
         max_queued: messages paho may hold while disconnected; more are dropped and counted.
         flush_timeout: seconds :meth:`close` waits for outstanding messages.
+        username, password: the broker's login (sent only over the connection; never logged).
+        tls: connect with TLS (``mqtts://``); ``ca_file`` the CA to trust (default: the system's),
+            ``certfile``/``keyfile`` a client certificate for brokers that require one.
 
     Raises:
         ImportError: paho-mqtt is not installed (extra ``mqtt``).
@@ -442,6 +491,12 @@ class MqttSink:
         max_queued: int = 1000,
         flush_timeout: float = 10.0,
         connect_timeout: float = 5.0,
+        username: str | None = None,
+        password: str | None = None,
+        tls: bool = False,
+        ca_file: str | None = None,
+        certfile: str | None = None,
+        keyfile: str | None = None,
     ) -> None:
         mqtt = _import_paho()
         if qos not in (0, 1, 2):
@@ -462,21 +517,41 @@ class MqttSink:
         self._client.reconnect_delay_set(min_delay=1, max_delay=30)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
+        self._refused: str | None = None
+        if username is not None:
+            self._client.username_pw_set(username, password)
+        if tls or ca_file or certfile:
+            import ssl
+
+            try:
+                self._client.tls_set(ca_certs=ca_file, certfile=certfile, keyfile=keyfile,
+                                     cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)  # fmt: skip
+            except (OSError, ValueError, ssl.SSLError) as e:
+                raise ValueError(f"MQTT TLS set-up failed (--mqtt-ca/--mqtt-cert/--mqtt-key): {e}") from None
+        where = f"{'mqtts' if tls or ca_file or certfile else 'mqtt'}://{host}:{self.port}"
         try:
             self._client.connect(host, self.port, keepalive)
-        except OSError as e:
-            raise ConnectionError(f"cannot connect to the MQTT broker at {host}:{self.port}: {e}") from e
+        except OSError as e:  # ssl.SSLError included: a certificate the CA did not sign, a wrong host name
+            raise ConnectionError(f"cannot connect to the MQTT broker at {where}: {e}") from e
         self._client.loop_start()
-        if not self._connected.wait(connect_timeout):
+        deadline = time.monotonic() + connect_timeout
+        while not self._connected.wait(0.05) and self._refused is None and time.monotonic() < deadline:
+            pass
+        if not self._connected.is_set():
             self._client.loop_stop()
-            raise ConnectionError(f"the MQTT broker at {host}:{self.port} did not accept the connection "
+            if self._refused is not None:
+                raise ConnectionError(f"the MQTT broker at {where} refused the connection: {self._refused}"
+                                      + (" (check the user name and password)" if "authori" in self._refused.lower()
+                                         or "password" in self._refused.lower() else ""))  # fmt: skip
+            raise ConnectionError(f"the MQTT broker at {where} did not accept the connection "
                                   f"within {connect_timeout:.0f} s")  # fmt: skip
-        log.info("publishing to mqtt://%s:%d/%s (QoS %d)", host, self.port, topic, qos)
+        log.info("publishing to %s/%s (QoS %d)", where, topic, qos)
 
     def _on_connect(self, client, userdata, flags, reason_code, properties=None) -> None:
         if not getattr(reason_code, "is_failure", bool(reason_code)):
             self._connected.set()
         else:
+            self._refused = str(reason_code)
             log.warning("MQTT broker refused the connection: %s", reason_code)
 
     def _on_disconnect(self, client, userdata, *args) -> None:

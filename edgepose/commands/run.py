@@ -25,6 +25,29 @@ log = logging.getLogger(__name__)
 MAX_LISTED = 20
 
 
+def _mqtt_sink(args: argparse.Namespace):
+    """The MQTT sink of ``--mqtt`` and its login/TLS options; the password from a file, the environment
+    (``EDGEPOSE_MQTT_PASSWORD``, ``EDGEPOSE_MQTT_USERNAME``) or the URL, in that order."""
+    import os
+
+    from edgepose.sinks import MqttSink, parse_mqtt_target
+
+    t = parse_mqtt_target(args.mqtt)
+    username = t.username or os.environ.get("EDGEPOSE_MQTT_USERNAME")
+    password = t.password
+    if os.environ.get("EDGEPOSE_MQTT_PASSWORD") is not None:
+        password = os.environ["EDGEPOSE_MQTT_PASSWORD"]
+    if args.mqtt_password_file:
+        try:
+            password = args.mqtt_password_file.read_text().splitlines()[0] if args.mqtt_password_file.stat().st_size else ""
+        except OSError as e:
+            raise ValueError(f"cannot read --mqtt-password-file {args.mqtt_password_file}: {e.strerror}") from None
+    if password is not None and username is None:
+        raise ValueError("an MQTT password needs a user name (mqtt://USER@HOST/... or $EDGEPOSE_MQTT_USERNAME)")
+    return MqttSink(t.host, t.port, t.topic, qos=args.mqtt_qos, username=username, password=password, tls=t.tls,
+                    ca_file=args.mqtt_ca, certfile=args.mqtt_cert, keyfile=args.mqtt_key)  # fmt: skip
+
+
 def _print_failures(st, out, limit: int | None) -> None:
     """The failures after the summary: up to ``limit`` listed, and how many were not (the stream keeps
     the first 1000 messages; ``st.failed`` counts them all)."""
@@ -47,9 +70,16 @@ def configure(p: argparse.ArgumentParser) -> None:
     out.add_argument("--render", type=Path, help="write rendered overlays: an image file, a folder, or a video file (.mp4)")
     out.add_argument("--jsonl", metavar="FILE|-", help="one JSON line per frame (index, timestamp, people with ids, "
                      "timings) to a file or - for standard output")  # fmt: skip
-    out.add_argument("--mqtt", metavar="HOST[:PORT]/TOPIC", help="publish each frame's JSON line to an MQTT broker "
-                     "(needs the mqtt extra); {source} in TOPIC: one topic per source")  # fmt: skip
+    out.add_argument("--mqtt", metavar="[mqtt[s]://][USER@]HOST[:PORT]/TOPIC",
+                     help="publish each frame's JSON line to an MQTT broker (needs the mqtt extra); {source} in TOPIC: "
+                          "one topic per source; mqtts:// for TLS (port 8883)")  # fmt: skip
     out.add_argument("--mqtt-qos", type=int, choices=(0, 1, 2), default=0, help="MQTT quality of service (default 0)")
+    out.add_argument("--mqtt-password-file", type=Path, metavar="FILE",
+                     help="the MQTT password, first line of FILE (else $EDGEPOSE_MQTT_PASSWORD, else the URL's; "
+                          "keep it out of the command line, which `ps` shows)")  # fmt: skip
+    out.add_argument("--mqtt-ca", metavar="FILE", help="CA certificate(s) to trust for mqtts:// (default: the system's)")
+    out.add_argument("--mqtt-cert", metavar="FILE", help="client certificate for brokers that require one (mqtts://)")
+    out.add_argument("--mqtt-key", metavar="FILE", help="its private key (if not in --mqtt-cert)")
     out.add_argument("--stats-json", type=Path, help="write the run's counts, timings and threads as JSON")
     out.add_argument("--preview", metavar="[HOST:]PORT", help="live view in the browser: rendered frames (MJPEG), "
                      "people, fps and latency per source; loopback unless HOST is given (e.g. 0.0.0.0:8080)")  # fmt: skip
@@ -112,11 +142,9 @@ def _sinks(args: argparse.Namespace, kind: str, fps: float, multi: bool = False)
     from edgepose.sinks import (
         CocoWriter,
         JsonLinesSink,
-        MqttSink,
         OpenPoseJsonDir,
         PerSource,
         RenderSink,
-        parse_mqtt_url,
     )
 
     made: list = []
@@ -127,7 +155,7 @@ def _sinks(args: argparse.Namespace, kind: str, fps: float, multi: bool = False)
             made.append(PreviewSink(*parse_bind(args.preview)))
             print(f"live view: {made[-1].url}", file=sys.stderr)
         if args.mqtt:  # first: an unreachable broker fails before any file is created
-            made.append(MqttSink(*parse_mqtt_url(args.mqtt), qos=args.mqtt_qos))
+            made.append(_mqtt_sink(args))
         if args.json_dir:
             if multi:  # one folder per source
                 made.append(PerSource(lambda slug: OpenPoseJsonDir(args.json_dir / slug, per_frame=True), False))
