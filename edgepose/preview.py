@@ -18,7 +18,16 @@ and the viewer's HTTP thread draws and encodes it (once per frame, however many 
 viewers a frame costs a few counters.
 
 The server listens on loopback unless another address is given explicitly; the socket is bound
-when the sink is made, so a port in use fails before the stream starts.
+when the sink is made, so a port in use fails before the stream starts. Safe on a network:
+
+* ``auth``: ``token:SECRET`` (``Authorization: Bearer SECRET``, or ``?token=SECRET`` once, which sets a
+  same-site HttpOnly cookie for the page's own requests) or ``basic:USER:PASSWORD`` (the browser's
+  login box); compared in constant time, never logged;
+* a ``Host`` header allow-list (loopback names, the bound address, ``allow_hosts``): a page on another
+  site that rebinds its DNS name to this address gets 403 (DNS rebinding);
+* at most ``max_connections`` connections at once (more are closed when accepted: no thread is made
+  for them), each idle one closed after ``timeout_s`` seconds without a request;
+* a client that leaves is a debug log line, never a traceback on stderr.
 
 Example:
     >>> sink = PreviewSink(port=8080)  # doctest: +SKIP
@@ -57,6 +66,24 @@ class PreviewError(OSError):
     """The preview server cannot listen (port in use, address not on this machine)."""
 
 
+def parse_auth(spec: str | None) -> tuple[str, ...] | None:
+    """``token:SECRET`` -> ``("token", SECRET)``; ``basic:USER:PASSWORD`` -> ``("basic", USER, PASSWORD)``.
+
+    Raises:
+        ValueError: another form (the message does not repeat the secret).
+    """
+    if not spec:
+        return None
+    kind, _, rest = spec.partition(":")
+    if kind == "token" and len(rest) >= 8:
+        return ("token", rest)
+    if kind == "basic" and ":" in rest and rest.split(":", 1)[0] and len(rest.split(":", 1)[1]) >= 8:
+        user, _, pw = rest.partition(":")
+        return ("basic", user, pw)
+    raise ValueError("--preview-auth must be token:SECRET or basic:USER:PASSWORD, with a secret of at least 8 "
+                     "characters (or set $EDGEPOSE_PREVIEW_AUTH to keep it off the command line)")
+
+
 def parse_bind(text: str | int) -> tuple[str, int]:
     """``[HOST:]PORT`` -> ``(host, port)``; the host is loopback unless given (``[::1]:8080`` for IPv6).
 
@@ -86,13 +113,43 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True  # a restart right after a stop must not wait for TIME_WAIT
 
-    def __init__(self, address, handler, sink: PreviewSink) -> None:
+    def __init__(self, address, handler, sink: PreviewSink, max_connections: int = 64) -> None:
         if ":" in address[0]:
             import socket
 
             self.address_family = socket.AF_INET6
         self.sink = sink
+        self.slots = threading.BoundedSemaphore(max_connections)
+        self.refused = 0
         super().__init__(address, handler)
+
+    def process_request(self, request, client_address) -> None:
+        if not self.slots.acquire(blocking=False):  # full: close it here, no thread for it
+            self.refused += 1
+            if self.refused == 1 or self.refused % 100 == 0:
+                log.warning("live view: connection limit reached, %d connections refused so far", self.refused)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+    def handle_error(self, request, client_address) -> None:
+        import sys
+
+        e = sys.exc_info()[1]
+        if isinstance(e, (ConnectionError, TimeoutError, OSError)):  # a client that left or went quiet
+            log.debug("live view: %s: %s", client_address[0], e)
+        else:
+            log.warning("live view: error serving %s: %s", client_address[0], e, exc_info=log.isEnabledFor(logging.DEBUG))
 
 
 class _Slot:
@@ -155,8 +212,13 @@ class PreviewSink:
     needs_image = True
 
     def __init__(self, host: str = LOOPBACK, port: int = 8080, *, max_fps: float = 10.0, max_width: int = 960,
-                 quality: int = 80) -> None:  # fmt: skip
+                 quality: int = 80, auth: str | None = None, allow_hosts: tuple[str, ...] | list[str] = (),
+                 max_connections: int = 64, timeout_s: float = 20.0) -> None:  # fmt: skip
         self.max_fps, self.max_width, self.quality = max_fps, max_width, quality
+        self.auth = parse_auth(auth)
+        self.timeout_s = timeout_s
+        names = {"localhost", "127.0.0.1", "::1", host.lower().strip("[]"), *(h.lower().strip("[]") for h in allow_hosts)}
+        self.allow_hosts = {n for n in names if n and n not in ("0.0.0.0", "::")}
         self.slots: dict[str, _Slot] = {}
         self.slugs = UniqueSlugs()  # two sources whose slugs collide get two slots
         self._lock = threading.Lock()
@@ -164,7 +226,7 @@ class PreviewSink:
         self._latest: dict | None = None
         self._started = time.monotonic()
         try:
-            self.server = _Server((host, int(port)), _Handler, self)
+            self.server = _Server((host, int(port)), _Handler, self, max_connections)
         except OSError as e:
             why = (
                 "the port is in use (choose another: --preview PORT)"
@@ -181,9 +243,9 @@ class PreviewSink:
         self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="edgepose-preview", daemon=True)  # fmt: skip
         self._thread.start()
-        if host not in (LOOPBACK, "localhost", "::1"):
-            log.warning("live view listens on %s:%d: reachable from the network, without authentication",
-                        host, self.port)  # fmt: skip
+        if host not in (LOOPBACK, "localhost", "::1") and self.auth is None:
+            log.warning("live view listens on %s:%d: reachable from the network, without authentication "
+                        "(--preview-auth)", host, self.port)  # fmt: skip
 
     # -- the stream's side ---------------------------------------------------------------------------
     def _slot(self, source: str) -> _Slot:
@@ -282,10 +344,48 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "edgepose-preview"
 
     def log_message(self, fmt, *args) -> None:  # requests to the debug log, not stderr
-        log.debug("%s " + fmt, self.address_string(), *args)
+        log.debug("%s " + fmt, self.address_string(), *(a.split("?", 1)[0] if isinstance(a, str) else a for a in args))
+
+    def setup(self) -> None:
+        self.timeout = self.server.sink.timeout_s  # an idle connection is closed after this long
+        super().setup()
+
+    def _host_ok(self) -> bool:
+        host = (self.headers.get("Host") or "").strip().lower()
+        name = host[1:].split("]", 1)[0] if host.startswith("[") else host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+        return name in self.server.sink.allow_hosts
+
+    def _authorized(self) -> tuple[bool, str | None]:
+        """(allowed, cookie to set)."""
+        import base64
+        import hmac
+        from urllib.parse import parse_qs, urlsplit
+
+        auth = self.server.sink.auth
+        if auth is None:
+            return True, None
+        given = self.headers.get("Authorization") or ""
+        if auth[0] == "basic":
+            want = "Basic " + base64.b64encode(f"{auth[1]}:{auth[2]}".encode()).decode()
+            return hmac.compare_digest(given.encode(), want.encode()), None
+        secret = auth[1].encode()
+        if given.startswith("Bearer ") and hmac.compare_digest(given[7:].strip().encode(), secret):
+            return True, None
+        for part in (self.headers.get("Cookie") or "").split(";"):
+            k, _, v = part.strip().partition("=")
+            if k == "edgepose_preview" and hmac.compare_digest(v.encode(), secret):
+                return True, None
+        q = parse_qs(urlsplit(self.path).query).get("token", [""])[0]
+        if q and hmac.compare_digest(q.encode(), secret):
+            return True, f"edgepose_preview={auth[1]}; HttpOnly; SameSite=Strict; Path=/"
+        return False, None
+
+    _cookie: str | None = None
 
     def _send(self, body: bytes, ctype: str, status: int = 200) -> None:
         self.send_response(status)
+        if self._cookie:
+            self.send_header("Set-Cookie", self._cookie)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
@@ -298,6 +398,23 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
         sink = self.server.sink
         path = self.path.split("?", 1)[0]
+        if not self._host_ok():  # DNS rebinding: another site's name pointed at this address
+            self._json({"error": "Host not allowed (--preview-allow-host)"}, 403)
+            return
+        ok, cookie = self._authorized()
+        if not ok:
+            body = b'{"error":"authentication required"}'
+            self.send_response(401)
+            if sink.auth[0] == "basic":
+                self.send_header("WWW-Authenticate", 'Basic realm="edgepose live view", charset="UTF-8"')
+            else:
+                self.send_header("WWW-Authenticate", 'Bearer realm="edgepose live view"')
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        self._cookie = cookie
         if path in ("/", "/index.html"):
             self._send(sink.page().encode(), "text/html; charset=utf-8")
         elif path == "/stats.json":

@@ -83,6 +83,12 @@ def configure(p: argparse.ArgumentParser) -> None:
     out.add_argument("--stats-json", type=Path, help="write the run's counts, timings and threads as JSON")
     out.add_argument("--preview", metavar="[HOST:]PORT", help="live view in the browser: rendered frames (MJPEG), "
                      "people, fps and latency per source; loopback unless HOST is given (e.g. 0.0.0.0:8080)")  # fmt: skip
+    out.add_argument("--preview-auth", metavar="token:SECRET|basic:USER:PASS",
+                     help="require a token (Bearer header, or ?token= once) or a login for the live view (default "
+                          "$EDGEPOSE_PREVIEW_AUTH, which keeps it out of `ps`)")  # fmt: skip
+    out.add_argument("--preview-allow-host", action="append", default=[], metavar="NAME",
+                     help="a Host name the live view answers besides loopback and its address (repeatable; "
+                          "others get 403: DNS rebinding)")  # fmt: skip
     st = p.add_argument_group("streaming")
     st.add_argument("--realtime", action="store_true", help="keep only the newest frame when inference falls "
                     "behind (drops are counted); files are read at their frame rate")  # fmt: skip
@@ -150,9 +156,12 @@ def _sinks(args: argparse.Namespace, kind: str, fps: float, multi: bool = False)
     made: list = []
     try:
         if getattr(args, "preview", None) is not None:  # first: a port in use fails before anything else
+            import os
+
             from edgepose.preview import PreviewSink, parse_bind
 
-            made.append(PreviewSink(*parse_bind(args.preview)))
+            auth = args.preview_auth or os.environ.get("EDGEPOSE_PREVIEW_AUTH") or None
+            made.append(PreviewSink(*parse_bind(args.preview), auth=auth, allow_hosts=args.preview_allow_host))
             print(f"live view: {made[-1].url}", file=sys.stderr)
         if args.mqtt:  # first: an unreachable broker fails before any file is created
             made.append(_mqtt_sink(args))
