@@ -50,6 +50,12 @@ system-deps:
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libpython$$v >/dev/null) \
 	      || echo "warning: could not install libpython$$v; the Triton tests will be skipped"; \
 	  else echo "note: install libpython$$v for the Triton tests (apt-get install libpython$$v)"; fi; }
+	@# a real headless browser for the live view's test (tests/test_preview_security.py)
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null) \
+	      || echo "warning: could not install chromium; the browser test will be skipped"; \
+	  else echo "note: install chromium for the live view's browser test (apt-get install chromium)"; fi; }
 	@# a real RTSP server for tests/test_rtsp.py: GStreamer's, driven by the system Python (tests/rtsp_server.py)
 	@/usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import Gst; Gst.init(None); assert Gst.ElementFactory.find('x264enc')" 2>/dev/null || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \

@@ -129,3 +129,45 @@ def test_connections_over_the_cap_are_closed_at_once():
         assert sink.server.refused == 1
         for c in (*held, extra):
             c.close()
+
+
+def _chromium() -> str | None:
+    import shutil
+
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def test_a_real_browser_with_the_token(estimator, tmp_path):
+    """Debian's headless chromium opens the live view with ?token= (then the cookie carries its own
+    requests: the MJPEG stream and stats.json), and gets the 401 without it."""
+    import subprocess
+    import threading
+
+    from conftest import need_service
+
+    from edgepose.stream import Stream
+
+    exe = _chromium()
+    if exe is None:
+        need_service("chromium is not installed (make system-deps)")
+    sink = PreviewSink(port=0, auth=f"token:{TOKEN}")
+    s = Stream(estimator, VIDEO, sinks=[sink], track=False, loop=True, max_frames=120)
+    t = threading.Thread(target=lambda: sum(1 for _ in s))
+    t.start()
+    flags = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+             "--virtual-time-budget=4000"]  # fmt: skip
+    try:
+        time.sleep(1.0)  # a few frames in
+        url = f"http://127.0.0.1:{sink.port}/?token={TOKEN}"
+        dom = subprocess.run([*flags, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
+        assert "edgepose live view" in dom and "mmaction2__demo_skeleton.mp4" in dom, dom[-1500:]
+        shot = tmp_path / "preview.png"
+        subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1000,700", url], capture_output=True, timeout=120)
+        assert shot.exists() and shot.stat().st_size > 10_000
+        denied = subprocess.run([*flags, "--dump-dom", f"http://127.0.0.1:{sink.port}/"], capture_output=True,
+                                text=True, timeout=120).stdout  # fmt: skip
+        assert "authentication required" in denied and "edgepose live view" not in denied
+    finally:
+        s.stop()
+        t.join(120)
+        sink.close()
