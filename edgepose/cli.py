@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     if args.verbose == 0 and not args.quiet:
         logging.getLogger("edgepose").setLevel(logging.WARNING)
+    # --max-pixels holds for this command only (main() may run again in the same process)
+    im = sys.modules.get("edgepose.imageio")
+    cap = im.MAX_PIXELS if im is not None else None
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
@@ -65,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {e}", file=sys.stderr)
         return 2
+    finally:
+        im = sys.modules.get("edgepose.imageio")
+        if im is not None:
+            im.set_max_pixels(im.DEFAULT_MAX_PIXELS if cap is None else cap)
 
 
 def _is_user_error(e: Exception) -> bool:
