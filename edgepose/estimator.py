@@ -31,9 +31,9 @@ if TYPE_CHECKING:
     import numpy as np
 
     from edgepose.decode import Workspace
+    from edgepose.geometry import Letterbox
     from edgepose.layouts import Layout
     from edgepose.results import Person
-    from edgepose.runner import Letterbox
 
 __all__ = ["Estimator"]
 

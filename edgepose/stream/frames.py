@@ -26,7 +26,7 @@ from edgepose.avsource import i420_to_bgr
 
 if TYPE_CHECKING:
     from edgepose.estimator import Estimator
-    from edgepose.runner import Letterbox
+    from edgepose.geometry import Letterbox
 
 __all__ = ["FramePool", "shrink", "preprocess_image", "preprocess_planes"]
 

@@ -37,7 +37,7 @@ from edgepose.stream.threads import OpenCVThreads, ThreadPolicy
 
 if TYPE_CHECKING:
     from edgepose.estimator import Estimator
-    from edgepose.runner import Letterbox
+    from edgepose.geometry import Letterbox
 
 log = logging.getLogger(__name__)
 
