@@ -1,4 +1,4 @@
-"""Video files read with PyAV as YUV planes (edgepose.avsource), and the stream's use of them: the
+"""Video files read with PyAV as YUV planes (edgepose.sources.pyav), and the stream's use of them: the
 same pictures and poses as OpenCV's BGR frames, seeking and looping, the fall-back to OpenCV, and
 the thread settings a CPU-bound stream applies."""
 
@@ -10,8 +10,8 @@ import pytest
 from conftest import VIDEO
 from test_stream import garbled_video, median_keypoint_shift
 
-from edgepose import avsource
 from edgepose.sources import SourceError, VideoSource, open_source
+from edgepose.sources import pyav as avsource
 from edgepose.stream import inference_fills_cpu
 from edgepose.stream.frames import preprocess_image, preprocess_planes
 

@@ -36,7 +36,7 @@ class Frame:
         error: why it could not be read.
         warnings: oddities that did not stop reading.
         planes: the decoded (Y, U, V) 4:2:0 planes instead of ``image``, from a source asked for
-            them (``VideoSource(want_planes=True)``; :func:`edgepose.avsource.i420_to_bgr` makes BGR).
+            them (``VideoSource(want_planes=True)``; :func:`edgepose.sources.pyav.i420_to_bgr` makes BGR).
         captured: ``time.perf_counter()`` (a monotonic clock) when the picture left the decoder:
             where the stream's glass-to-result latency starts (None: when the stream took it).
     """

@@ -1,5 +1,5 @@
 """Video sources: a video file, a camera, an RTSP/HTTP URL or a GStreamer pipeline, read with OpenCV
-(or PyAV for files, :mod:`edgepose.avsource`), with fault handling: corrupt frames skipped and
+(or PyAV for files, :mod:`edgepose.sources.pyav`), with fault handling: corrupt frames skipped and
 counted, sources that stop reopened with back-off (:class:`Reconnect`), files looped or paced.
 
 Example:
@@ -319,7 +319,7 @@ class VideoSource:
         timeout_s: open/read time-out for network streams.
         decode_threads: FFmpeg decoding threads (None: OpenCV's default).
         capture_factory: ``f(source, kind) -> cv2.VideoCapture``-like object (tests, custom back-ends).
-        backend: how a video file is decoded: ``opencv``; ``pyav`` (:class:`edgepose.avsource.AVCapture`,
+        backend: how a video file is decoded: ``opencv``; ``pyav`` (:class:`edgepose.sources.pyav.AVCapture`,
             needs ``edgepose[video]``); ``auto``: PyAV when ``want_planes`` is set, PyAV is installed and
             the file's pictures are limited-range 4:2:0, OpenCV otherwise. Cameras and streams: OpenCV.
         want_planes: hand out 4:2:0 frames as ``Frame.planes`` (no BGR conversion) when the back-end can.
@@ -399,7 +399,7 @@ class VideoSource:
     def _open_capture(self, source: str | int, kind: str):
         """The default factory: PyAV or OpenCV (see ``backend``)."""
         if kind == "video" and (self.backend == "pyav" or (self.backend == "auto" and self.want_planes)):
-            from edgepose.avsource import AVCapture
+            from edgepose.sources.pyav import AVCapture
 
             try:
                 cap = AVCapture(source, threads=self.decode_threads)

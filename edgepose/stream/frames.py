@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from edgepose.avsource import i420_to_bgr
+from edgepose.sources.pyav import i420_to_bgr
 
 if TYPE_CHECKING:
     from edgepose.estimator import Estimator
