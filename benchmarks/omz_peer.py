@@ -13,7 +13,10 @@ What it measures, in one run (``make bench-lwop``):
   pixel budgets (small/default/large), and edgepose's converted models (fp32, int8) at those presets.
 - Time per frame from a decoded frame to keypoints (pre-processing, inference, decoding; the video's
   decoding is done once, before, for both) on the 1080p video, same 2 threads, interleaved rounds:
-  peer, edgepose fp32, edgepose int8, peer, ... so that drift on the machine hits all alike.
+  peer, edgepose fp32, edgepose int8, peer, ... so that drift on the machine hits all alike. edgepose is
+  timed on its still-image path (``predict``: one area resize of the full frame) and on its video path
+  (what ``edgepose run`` does per video frame: 2x2 halvings, then bilinear), and each network alone
+  (the peer's: OpenVINO on the IR at the wrapper's input size) shows what the pipelines add.
 
 Example:
     $ .venv/bin/python benchmarks/omz_peer.py --fp32 models/lwop.onnx --int8 models/lwop-int8.onnx
@@ -127,25 +130,63 @@ def _worker(xml: str, threads: int) -> None:  # pragma: no cover - runs in the p
                 ms.append((time.perf_counter() - t0) * 1e3)
                 people += len(poses)
             out.write(json.dumps({"ms": ms, "people": people, "input": [int(m.w), int(m.h)]}) + "\n")
+        elif req["cmd"] == "net":  # the network alone, on the input size the wrapper picked for the video
+            fr = _frames(req["video"], 1)
+            m = model_for(target_for(fr[0], req.get("budget")), fr[0].shape[1] / fr[0].shape[0])
+            ir = core.read_model(xml)
+            ir.reshape([1, 3, int(m.h), int(m.w)])
+            req_ = core.compile_model(ir, "CPU", config).create_infer_request()
+            x = np.random.default_rng(0).uniform(0, 255, (1, 3, int(m.h), int(m.w))).astype(np.float32)
+            ms = []
+            for _ in range(req.get("warmup", 3) + req["frames"]):
+                t0 = time.perf_counter()
+                req_.infer({0: x})
+                ms.append((time.perf_counter() - t0) * 1e3)
+            out.write(json.dumps({"ms": ms[req.get("warmup", 3):]}) + "\n")
         out.flush()
 
 
 def _edgepose_worker(model: str, device: str, threads: int, size: str | None = None) -> None:
-    """Times edgepose in a process of its own (``--device openvino`` needs onnxruntime-openvino's venv)."""
+    """Times edgepose in a process of its own (``--device openvino`` needs onnxruntime-openvino's venv).
+
+    ``path`` in a request: ``image`` times ``PoseEstimator.predict`` (a still: one area resize of the
+    full frame); ``video`` times what ``edgepose run`` does to each frame of a video (the stream's
+    ``preprocess_image``: exact 2x2 halvings, then one bilinear resize; then inference and decoding);
+    ``net`` the network alone on that frame's input."""
+    import numpy as np
+
     from edgepose.runner import PoseEstimator
+    from edgepose.stream.frames import preprocess_image
 
     est = PoseEstimator(model, device=device, threads=threads, size=size)
+    bufs: dict = {}
+    x = None
+
+    def video_frame(f):
+        nonlocal x
+        x, box = preprocess_image(est, f, x, bufs, True)
+        hm, paf = est.infer(x[None])
+        return est.decode_maps(hm[0], paf[0], box)[0]
+
     for line in sys.stdin:
         req = json.loads(line)
         fr = _frames(req["video"], req["frames"])
+        path = req.get("path", "image")
+        if path == "net":
+            xn = np.ascontiguousarray(preprocess_image(est, fr[0], None, {}, True)[0][None])
+            step = lambda f, xn=xn: est.infer(xn)  # noqa: E731
+        elif path == "video":
+            step = video_frame
+        else:
+            step = lambda f: est.predict(f).people  # noqa: E731
         for f in fr[: req.get("warmup", 3)]:
-            est.predict(f)
+            step(f)
         ms, people = [], 0
         for f in fr:
             t0 = time.perf_counter()
-            r = est.predict(f)
+            r = step(f)
             ms.append((time.perf_counter() - t0) * 1e3)
-            people += len(r.people)
+            people += len(r) if path != "net" else 0
         sys.stdout.write(json.dumps({"ms": ms, "people": people, "providers": est.session.get_providers()}) + "\n")
         sys.stdout.flush()
 
@@ -267,11 +308,19 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 report["skipped"] = f"edgepose with the OpenVINO provider: no {a.openvino_python} (make ortov-venv)"
                 print(report["skipped"])
-            runs: dict[str, list[float]] = {k: [] for k in workers}
+            # each edgepose worker is timed three ways: its still-image path (predict), its video path (what
+            # `edgepose run` does per frame of a video) and the network alone; the peer whole and its network
+            tasks = [("omz", peer, {"cmd": "time"}), ("omz network alone", peer, {"cmd": "net"})]
+            for k, w in workers.items():
+                if k == "omz":
+                    continue
+                tasks += [(k, w, {"path": "image"}), (f"{k} video path", w, {"path": "video"}),
+                          (f"{k} network alone", w, {"path": "net"})]
+            runs: dict[str, list[float]] = {k: [] for k, _, _ in tasks}
             info: dict[str, dict] = {}
             for _ in range(a.rounds):
-                for k, w in workers.items():
-                    r = w.ask(cmd="time", video=str(VIDEO), frames=a.frames, warmup=a.warmup)
+                for k, w, req in tasks:
+                    r = w.ask(video=str(VIDEO), frames=a.frames, warmup=a.warmup, **req)
                     runs[k] += r["ms"]
                     info[k] = {key: r[key] for key in ("people", "input", "providers") if key in r}
             for w in workers.values():
@@ -282,8 +331,8 @@ def main(argv: list[str] | None = None) -> int:
                                      "ratio_to_omz_p50": float(np.median(v)) / base, **info[k]}
                                  for k, v in runs.items()}  # fmt: skip
             for k, v in report["time_ms"].items():
-                print(f"time {k:28s} p50 {v['p50']:6.1f} ms  p90 {v['p90']:6.1f} ms  x{v['ratio_to_omz_p50']:.2f} of OMZ"
-                      f"  ({v['people']} people in {a.frames} frames)")
+                print(f"time {k:44s} p50 {v['p50']:6.1f} ms  p90 {v['p90']:6.1f} ms  x{v['ratio_to_omz_p50']:.2f} of OMZ"
+                      + (f"  ({v['people']} people in {a.frames} frames)" if "people" in v and "alone" not in k else ""))
     finally:
         peer.close()
     if a.out:
