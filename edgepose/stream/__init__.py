@@ -36,8 +36,16 @@ way the sinks are closed (flushed) at the end. :func:`stop_on_signals` wires SIG
 
 The package's parts:
 
-* :mod:`edgepose.stream.pipeline`: the stages and queues, :class:`Stream`, :func:`stream`,
-  :func:`stop_on_signals`;
+* :mod:`edgepose.stream.pipeline`: :class:`Stream`, which opens the sources and composes the
+  stages, :func:`stream`, :func:`stop_on_signals`;
+* the stages, one job each: :mod:`~edgepose.stream.capture` (reading, one thread per source),
+  :mod:`~edgepose.stream.infer` (pre-processing, the network, decoding in the worker),
+  :mod:`~edgepose.stream.decoding` (frame order, tracking, results), :mod:`~edgepose.stream.sink`
+  (the sinks, then you);
+* :mod:`edgepose.stream.queues`: what travels between the stages and the realtime mailbox that
+  serves the sources in turn; :mod:`edgepose.stream.control`: stopping and a stage's error;
+  :mod:`edgepose.stream.accounting`: every frame counted, in total and per source;
+* :mod:`edgepose.stream.opening`: opening and closing the sources, their trackers;
 * :mod:`edgepose.stream.frames`: the frame pool and shrinking (prescale, YUV planes);
 * :mod:`edgepose.stream.threads`: the CPU thread policy (OpenCV and FFmpeg threads next to ORT's);
 * :mod:`edgepose.stream.stats`: :class:`StreamStats` and :data:`DROP_REASONS`.
