@@ -23,4 +23,8 @@ Modules:
     suite     the matrix: providers x variants x threads x sizes (+ the optional plug-in)
     schema    the results JSON's schema (checked before writing)
     report    markdown tables and matplotlib plots
+    variants  ``edgepose report-variants``: a model's fp16/int8 variants against fp32 (accuracy,
+              agreement, size, interleaved CPU time), measured in this process
+
+Every measured report lives here; ``edgepose.commands`` holds only the command lines that call it.
 """
