@@ -93,3 +93,73 @@ def test_no_import_circle_in_edgepose():
     graph = import_graph()
     assert "edgepose.stream" in graph["edgepose.runner"]  # the walker sees imports inside functions
     assert cycles(graph) == []
+
+
+# ------------------------------------------------------------------------------------------------
+# The package map of docs/development.md: what each part may import, kept true here
+# ------------------------------------------------------------------------------------------------
+
+DOC = ROOT / "docs" / "development.md"
+STAGES = {"capture", "infer", "decoding", "sink", "opening"}
+
+
+def package_map(text: str) -> dict[str, set[str]]:
+    """The "Package map" table: part -> the parts it may import (``-``: none)."""
+    section = text.split("## Package map", 1)[1].split("\n## ", 1)[0]
+    table: dict[str, set[str]] = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 3 or not cells[0].startswith("`"):
+            continue
+        names = {n.strip().strip("`") for n in cells[2].split(",")} - {"-", ""}
+        table[cells[0].strip("`")] = names
+    return table
+
+
+def part_of(module: str, parts: set[str]) -> str:
+    """The table's part for ``edgepose.a.b``: the longest listed ``a.b`` or ``a`` (``edgepose`` itself)."""
+    name = module.removeprefix("edgepose").lstrip(".")
+    while name and name not in parts:
+        name = name.rpartition(".")[0]
+    return name or "edgepose"
+
+
+def part_graph(graph: dict[str, set[str]], parts: set[str]) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for m, deps in graph.items():
+        p = part_of(m, parts)
+        out.setdefault(p, set()).update(part_of(d, parts) for d in deps)
+        out[p].discard(p)
+    return out
+
+
+def test_the_map_reader_and_the_part_names():
+    doc = "## Package map\n\n| part | owns | may import |\n|---|---|---|\n| `a` | x | - |\n| `a.b` | y | `a`, `c` |\n"
+    assert package_map(doc) == {"a": set(), "a.b": {"a", "c"}}
+    parts = {"tune", "tune.profile", "stream"}
+    assert part_of("edgepose.tune.profile", parts) == "tune.profile"
+    assert part_of("edgepose.tune.core", parts) == "tune"
+    assert part_of("edgepose.stream.infer", parts) == "stream"
+    assert part_of("edgepose", parts) == "edgepose"
+
+
+def test_every_import_is_in_the_package_map_and_the_map_is_current():
+    table = package_map(DOC.read_text())
+    actual = part_graph(import_graph(), set(table))
+    unlisted = sorted(set(actual) - set(table))
+    assert not unlisted, f"parts of edgepose/ missing from docs/development.md's package map: {unlisted}"
+    new = {p: sorted(d - table[p]) for p, d in actual.items() if d - table[p]}
+    assert not new, f"imports the package map does not allow (part: parts it now imports): {new}"
+    stale = {p: sorted(table[p] - actual.get(p, set())) for p in table if table[p] - actual.get(p, set())}
+    assert not stale, f"the package map allows imports that no longer exist (drop them): {stale}"
+    gone = sorted(p for p in table if p not in actual)
+    assert not gone, f"the package map lists parts that no longer exist: {gone}"
+
+
+def test_only_the_pipeline_composes_the_stream_stages():
+    graph = import_graph()
+    for m, deps in graph.items():
+        for d in deps:
+            stage = d.removeprefix("edgepose.stream.")
+            if d.startswith("edgepose.stream.") and stage in STAGES and m != "edgepose.stream.pipeline":
+                assert (m, stage) == ("edgepose.stream.infer", "decoding"), f"{m} imports the stage {d}"
