@@ -98,8 +98,9 @@ report-variants: model $(FP16) $(INT8)
 	$(VPY) -m edgepose report-variants $(MODEL) --annotations $(DATA)/coco-val-mini/person_keypoints.json \
 		--images $(DATA)/coco-val-mini/images --out-dir benchmarks/results/variants --profile
 
+# BEFORE=<git ref>: this tree's stream against that ref's, in one run (the ratio after/before)
 bench-stream: model
-	$(VPY) benchmarks/stream_bench.py --rounds 7 --passes 3 --configs t2w1,t1w2 --retries 3
+	$(VPY) benchmarks/stream_bench.py --rounds 7 --passes 3 --configs t2w1,t1w2 --retries 3 $(if $(BEFORE),--compare $(BEFORE))
 
 bench-stream-memory: model
 	$(VPY) benchmarks/stream_bench.py --loop 10000 --configs t1w2

@@ -16,6 +16,13 @@ The machine may be shared: each round records the CPU other programs used meanwh
 machine's busy time from ``/proc/stat`` minus this process's), a round they disturbed (``--disturbed`` cores) is measured again
 (``--retries``), and ``--wait-quiet S`` waits for them to go quiet before each round.
 
+Before and after (``--compare REF``): this tree's stream against another tree's, in one run. REF is
+a git ref (checked out into a temporary worktree, removed afterwards) or the folder of another
+checkout. Each tree runs in its own worker process (its ``edgepose`` first on ``sys.path``; the
+worker reports which one it imported), with the same model, video, venv and configuration; the
+rounds alternate which tree goes first, a round disturbed by other programs is measured again, and
+the figure is the median over rounds of ``this tree's steady-state fps / REF's``.
+
 Memory (``--loop N``): the video looped for N frames through the stream (offline, tracking on,
 a JSON-lines sink to a temporary file); resident memory (psutil) is sampled after warm-up and then
 every ``--every`` frames; the figure is the growth from the first sample to the last.
@@ -25,6 +32,7 @@ Usage:
     .venv/bin/python benchmarks/stream_bench.py --configs t2w1,t1w2,t2w1-nospin --rounds 9
     .venv/bin/python benchmarks/stream_bench.py --rounds 7 --passes 3   # 216-frame runs
     .venv/bin/python benchmarks/stream_bench.py --loop 10000
+    .venv/bin/python benchmarks/stream_bench.py --compare stream-before-stages --rounds 9 --passes 3
 
 Writes ``benchmarks/results/stream-<mode>-<date>-<host>.json`` (or ``--out``) and prints markdown.
 """
@@ -36,19 +44,23 @@ import datetime as dt
 import os
 import platform
 import re
+import shutil
 import socket
 import statistics
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+# --compare's workers: the tree whose edgepose is measured (default: this one)
+TREE = Path(os.environ.get("EDGEPOSE_BENCH_TREE", ROOT)).resolve()
+sys.path.insert(0, str(TREE))
 
 from edgepose.bench.machine import cpu_model, usable_cores  # noqa: E402
 from edgepose.fileio import write_json_atomic  # noqa: E402
@@ -237,6 +249,95 @@ def throughput(args) -> dict:
             "summary": summary}  # fmt: skip
 
 
+def _worker(args) -> None:
+    """``--worker``: stream runs of this process's tree on request (one JSON line in, one out)."""
+    import json
+
+    import edgepose
+
+    ests: dict[str, PoseEstimator] = {}
+    for line in sys.stdin:
+        c = parse_config(json.loads(line)["config"])
+        est = ests.get(c["name"]) or ests.setdefault(c["name"], make_estimator(args.model, c, args.size))
+        with Others() as o:
+            r = end_to_end(est, args.video, c["workers"], args.warmup, args.frames, loop=args.passes > 1)
+        sys.stdout.write(json.dumps({"fps": r["fps"], "fps_whole": r["fps_whole"], "cpu_ms_per_frame": r["cpu_ms_per_frame"],
+                                     "others_cores": o.cores, "edgepose": edgepose.__file__}) + "\n")  # fmt: skip
+        sys.stdout.flush()
+
+
+def _tree(ref: str) -> tuple[Path, Callable[[], None]]:
+    """The folder of ``ref`` (a folder, or a git ref checked out into a temporary worktree) and its clean-up."""
+    import subprocess
+
+    if Path(ref).is_dir():
+        return Path(ref).resolve(), lambda: None
+    tmp = Path(tempfile.mkdtemp(prefix="edgepose-before-")) / "tree"
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tmp), ref], check=True,
+                   capture_output=True, text=True)  # fmt: skip
+
+    def clean() -> None:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tmp)], capture_output=True)
+        shutil.rmtree(tmp.parent, ignore_errors=True)
+
+    return tmp, clean
+
+
+def compare(args) -> dict:
+    """This tree's stream throughput against ``args.compare``'s, in alternating rounds (see the module doc)."""
+    import json
+    import subprocess
+
+    ref_root, clean = _tree(args.compare)
+    trees = {"this": ROOT, "ref": ref_root}
+    argv = ["--worker", "--model", str(args.model), "--video", str(args.video), "--frames", str(args.frames),
+            "--passes", str(args.passes), "--warmup", str(args.warmup)] + (["--size", args.size] if args.size else [])  # fmt: skip
+    procs = {k: subprocess.Popen([sys.executable, str(Path(__file__).resolve()), *argv], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, text=True, env={**os.environ, "EDGEPOSE_BENCH_TREE": str(root)})
+             for k, root in trees.items()}  # fmt: skip
+
+    def ask(k: str, config: str) -> dict:
+        procs[k].stdin.write(json.dumps({"config": config}) + "\n")
+        procs[k].stdin.flush()
+        line = procs[k].stdout.readline()
+        if not line:
+            raise SystemExit(f"the {k} tree's worker ended (exit {procs[k].wait()})")
+        return json.loads(line)
+
+    configs = args.configs.split(",")
+    rows = {c: {"this": [], "ref": [], "ratio": [], "others_cores": []} for c in configs}
+    imported: dict[str, str] = {}
+    try:
+        for c in configs:  # warm-up: a first run per tree, not counted
+            for k in trees:
+                imported[k] = ask(k, c)["edgepose"]
+        for r in range(args.rounds):
+            for c in configs:
+                for attempt in range(args.retries + 1):
+                    got = {k: ask(k, c) for k in (("this", "ref") if r % 2 == 0 else ("ref", "this"))}
+                    others = max(g["others_cores"] for g in got.values())
+                    if others <= args.disturbed or attempt == args.retries:
+                        break
+                    print(f"round {r + 1} {c}: other programs used {others:.2f} cores, measuring again", file=sys.stderr)
+                row = rows[c]
+                row["this"].append(got["this"]["fps"])
+                row["ref"].append(got["ref"]["fps"])
+                row["ratio"].append(got["this"]["fps"] / got["ref"]["fps"])
+                row["others_cores"].append(others)
+                print(f"round {r + 1}/{args.rounds} {c:>6}: this {got['this']['fps']:5.2f} fps, {args.compare} "
+                      f"{got['ref']['fps']:5.2f} fps, ratio {row['ratio'][-1]:.3f}", file=sys.stderr, flush=True)  # fmt: skip
+    finally:
+        for p in procs.values():
+            p.stdin.close()
+            p.wait(timeout=60)
+        clean()
+    summary = {c: {"this_fps": med(row["this"]), "ref_fps": med(row["ref"]), "ratio_median_of_rounds": med(row["ratio"]),
+                   "ratio_min": min(row["ratio"]), "ratio_max": max(row["ratio"]), "rounds": row}
+               for c, row in rows.items()}  # fmt: skip
+    return {"ref": args.compare, "trees": {k: str(v) for k, v in trees.items()}, "imported": imported,
+            "summary": summary}  # fmt: skip
+
+
 def loop_memory(args) -> dict:
     try:
         import psutil
@@ -274,6 +375,13 @@ def machine() -> dict:
 
 
 def markdown(res: dict) -> str:
+    if res["mode"] == "compare":
+        lines = [f"this tree against {res['result']['ref']}", "",
+                 "| config | this tree fps | ref fps | this / ref (median of rounds, min-max) |", "|---|---|---|---|"]
+        for name, s in res["result"]["summary"].items():
+            lines.append(f"| {name} | {s['this_fps']:.2f} | {s['ref_fps']:.2f} | {s['ratio_median_of_rounds']:.3f} "
+                         f"({s['ratio_min']:.3f}-{s['ratio_max']:.3f}) |")  # fmt: skip
+        return "\n".join(lines)
     if res["mode"] == "loop":
         m = res["result"]
         return (f"| frames | loops | RSS after {m['warmup_frames']} frames | RSS at end | growth | max | fps |\n"
@@ -315,14 +423,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--loop", type=int, default=None, metavar="N", help="memory mode: loop the video for N frames")
     p.add_argument("--warmup-frames", type=int, default=300, help="memory mode: first RSS sample after this many frames")
     p.add_argument("--every", type=int, default=500, help="memory mode: RSS sample period in frames")
+    p.add_argument("--compare", metavar="REF",
+                   help="before/after: this tree against REF (a git ref or another checkout's folder), in one run")  # fmt: skip
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
     if args.frames is None:
         cap = cv2.VideoCapture(str(args.video))
         args.frames = (int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or 72) * max(1, args.passes)
         cap.release()
-    mode = "loop" if args.loop else "throughput"
-    result = loop_memory(args) if args.loop else throughput(args)
+    if args.worker:
+        _worker(args)
+        return 0
+    mode = "loop" if args.loop else "compare" if args.compare else "throughput"
+    result = loop_memory(args) if args.loop else compare(args) if args.compare else throughput(args)
     res = {"mode": mode, "date": dt.datetime.now().isoformat(timespec="seconds"), "machine": machine(),
            "argv": sys.argv[1:], "video": str(args.video), "result": result}  # fmt: skip
     out = args.out or ROOT / "benchmarks" / "results" / f"stream-{mode}-{dt.date.today()}-{socket.gethostname()}.json"
