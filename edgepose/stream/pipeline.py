@@ -23,6 +23,7 @@ them (counted). :func:`stop_on_signals` wires SIGINT/SIGTERM to it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import queue
 import signal
@@ -220,16 +221,16 @@ class Stream:
         if self.opencv_threads is not None:
             OpenCVThreads.acquire(self.opencv_threads)
             self._cv_held = True
-        stages = [("decode", self._order.run), ("sinks", self._sink.run)]
-        stages += [(f"infer{i}", self._infer.run) for i in range(self.workers)]
         multi = len(self.sources) > 1
-        stages += [(f"capture{k}" if multi else "capture", k) for k in range(len(self.sources)) if k not in self._dead]
-        for name, fn in stages:
-            run = (lambda k=fn: self._capture.run(k)) if isinstance(fn, int) else fn
+        stages = [("decode", self._order.run, None), ("sinks", self._sink.run, None)]  # (name, run, source index)
+        stages += [(f"infer{i}", self._infer.run, None) for i in range(self.workers)]
+        stages += [(f"capture{k}" if multi else "capture", functools.partial(self._capture.run, k), k)
+                   for k in range(len(self.sources)) if k not in self._dead]  # fmt: skip
+        for name, run, k in stages:
             t = threading.Thread(target=self._control.guard, args=(name, run), name=f"edgepose-{name}", daemon=True)
             self._threads.append(t)
-            if isinstance(fn, int):  # a source's capture
-                self._control.captures[fn] = t
+            if k is not None:
+                self._control.captures[k] = t
             t.start()
         return self
 
