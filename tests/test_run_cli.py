@@ -209,3 +209,26 @@ def test_a_second_signal_drops_what_is_in_flight(tmp_path, model_path):
     assert stats["accounted"]
     assert len(jsonl(out / "poses.jsonl")) == stats["processed"]
     assert np.isfinite(stats["fps"])
+
+
+def test_one_source_and_several_report_alike(cli, model_path, tmp_path):
+    """One result loop: the same video alone and twice over prints the same kinds of lines (summary,
+    warnings, drops, mean step times) and writes --stats-json with the same totals keys; several
+    sources add a line per source and list their names and kinds."""
+    one, two = tmp_path / "one.json", tmp_path / "two.json"
+    code1, out1, err1 = cli("run", VIDEO, "--model", model_path, *SMALL, "--max-frames", "6", "--stats-json", one)
+    code2, out2, err2 = cli("run", VIDEO, VIDEO, "--model", model_path, *SMALL, "--max-frames", "6",
+                            "--stats-json", two)  # fmt: skip
+    assert code1 == code2 == 0, out1 + err1 + out2 + err2
+    assert "summary: 6 frames read, 6 processed, 0 failed, 0 dropped" in out1
+    assert "summary: 12 frames read, 12 processed, 0 failed, 0 dropped" in out2
+    for out in (out1, out2):
+        assert "mean ms per frame: read" in out and "inference" in out
+    lines = [line for line in out2.splitlines() if line.startswith("  mmaction2__demo_skeleton")]
+    assert len(lines) == 2 and all("6 read, 6 processed, 0 failed" in line for line in lines), out2
+    assert "#2" in lines[1]
+    s1, s2 = json.loads(one.read_text()), json.loads(two.read_text())
+    assert set(s1) - {"sources"} == set(s2) - {"sources"}
+    assert s1["kind"] == "video" and s2["kind"] == ["video", "video"]
+    assert isinstance(s1["source"], str) and len(s2["source"]) == 2
+    assert s1["processed"] == 6 and s2["processed"] == 12 and s2["accounted"]

@@ -231,11 +231,10 @@ def _reconnect(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
 
     apply_max_pixels(args)
     from edgepose.sources import classify, open_source
-    from edgepose.stream import DROP_REASONS, Stream, stop_on_signals
+    from edgepose.stream import Stream
     from edgepose.tune.profile import apply_to_args
 
     apply_to_args(args)  # --profile: model, device, size, threads, workers ... (before the workers are chosen)
@@ -283,64 +282,17 @@ def run(args: argparse.Namespace) -> int:
     except BaseException:
         source.close()
         raise
-    images = kind in ("image", "folder")
-    out = sys.stderr if args.jsonl == "-" else sys.stdout  # stdout carries the JSON lines then
     total = source.stats.expected if not args.loop else None
     if args.max_frames:
         total = min(total, args.max_frames) if total else args.max_frames
-    bar = tqdm(total=total, unit="frame" if not images else "input", file=sys.stderr,
-               disable=args.no_progress or kind == "image")  # fmt: skip
-    listed = 0
-    with stop_on_signals(stream) as got:
-        try:
-            for r in stream:
-                if not r.ok:
-                    listed += 1
-                    if images or listed <= MAX_LISTED:
-                        bar.write(f"skipped {printable(r.error)}", file=out)
-                else:
-                    for w in r.warnings:
-                        bar.write(f"warning: {w}", file=out)
-                    if images:
-                        t = r.timings  # no decode stage where the estimator decodes inside inference (server, scales)
-                        dec = f", decode {t['decode']:.2f} ms" if "decode" in t else ""
-                        bar.write(f"{r.source}: {len(r.people)} people (inference {t.get('inference', 0.0):.1f} ms{dec})",
-                                  file=out)  # fmt: skip
-                bar.update(1 if images else max(1, r.index + 1 - bar.n))  # a video's bar counts dropped frames too
-        finally:
-            bar.close()
-    st = stream.stats
-    if images:
-        print(f"summary: {st.read} inputs, {st.processed} processed, {st.failed} failed, {st.people} people found",
-              file=out)  # fmt: skip
-    else:
-        print(f"summary: {st.summary()}", file=out)
-        for reason, n in sorted(st.dropped.items()):
-            print(f"  dropped: {n} {reason} ({DROP_REASONS.get(reason, reason)})", file=out)
-        if st.stage_ms:
-            stages = ", ".join(f"{k} {v:.1f}" for k, v in st.stage_ms.items())
-            print(f"  mean ms per frame: {stages}", file=out)
-    for line in getattr(est, "summary", lambda: [])():  # per server, for a remote estimator
-        print(f"  server {line}", file=out)
-    _print_failures(st, out, None if images else MAX_LISTED)
-    if args.stats_json:
-        from edgepose.fileio import write_json_atomic
-
-        write_json_atomic(args.stats_json, {"source": printable(redact(str(args.source))), "kind": kind, "realtime": args.realtime,
-                                            **st.to_dict(),
-                                            **({"servers": est.server_stats()} if args.server else {})})  # fmt: skip
-    if got["signal"] == signal.SIGINT:
-        print("interrupted", file=sys.stderr)
-        return 130
-    return 0 if st.ok else 1
+    return _results(args, stream, est, sources=[args.source], kinds=[kind], total=total)
 
 
 def _run_many(args: argparse.Namespace, specs: list[str]) -> int:
     """Several videos, cameras or URLs: one stream with one capture thread per source."""
-    from tqdm import tqdm
 
     from edgepose.sources import classify
-    from edgepose.stream import DROP_REASONS, Stream, stop_on_signals
+    from edgepose.stream import Stream
 
     kinds = [classify(s) for s in specs]  # a missing path is an error before anything starts
     if any(k in ("image", "folder") for k in kinds):
@@ -366,22 +318,50 @@ def _run_many(args: argparse.Namespace, specs: list[str]) -> int:
                     timeout_s=args.timeout,
                     decode_threads=args.decode_threads, backend=args.video_backend,
                     rtsp_transport=args.rtsp_transport)  # fmt: skip
-    out = sys.stderr if args.jsonl == "-" else sys.stdout
-    bar = tqdm(unit="frame", file=sys.stderr, disable=args.no_progress)
+    return _results(args, stream, est, sources=specs, kinds=kinds, total=None)
+
+
+def _results(args: argparse.Namespace, stream, est, *, sources: list[str], kinds: list[str], total: int | None) -> int:
+    """The one result loop of ``run``, for one source or several: a progress bar, a line per skipped
+    input (every one for pictures, the first MAX_LISTED for streams), warnings, a line per picture;
+    then the summary (per source when there are several), drops, mean step times, servers, failures,
+    ``--stats-json``; the exit status (130 after SIGINT, 1 when anything failed)."""
+    from tqdm import tqdm
+
+    from edgepose.stream import DROP_REASONS, stop_on_signals
+
+    images = kinds[0] in ("image", "folder")
+    several = len(sources) > 1
+    out = sys.stderr if args.jsonl == "-" else sys.stdout  # stdout carries the JSON lines then
+    bar = tqdm(total=total, unit="input" if images else "frame", file=sys.stderr,
+               disable=args.no_progress or kinds[0] == "image")  # fmt: skip
     listed = 0
     with stop_on_signals(stream) as got:
         try:
             for r in stream:
                 if not r.ok:
                     listed += 1
-                    if listed <= MAX_LISTED:
+                    if images or listed <= MAX_LISTED:
                         bar.write(f"skipped {printable(r.error)}", file=out)
-                bar.update(1)
+                else:
+                    for w in r.warnings:
+                        bar.write(f"warning: {w}", file=out)
+                    if images:
+                        t = r.timings  # no decode stage where the estimator decodes inside inference (server, scales)
+                        dec = f", decode {t['decode']:.2f} ms" if "decode" in t else ""
+                        bar.write(f"{r.source}: {len(r.people)} people (inference {t.get('inference', 0.0):.1f} ms{dec})",
+                                  file=out)  # fmt: skip
+                # one source's bar counts its dropped frames too (by index); several sources' indexes interleave
+                bar.update(1 if images or several else max(1, r.index + 1 - bar.n))
         finally:
             bar.close()
     st = stream.stats
-    print(f"summary: {st.summary()}", file=out)
-    for name, d in st.sources.items():
+    if images:
+        print(f"summary: {st.read} inputs, {st.processed} processed, {st.failed} failed, {st.people} people found",
+              file=out)  # fmt: skip
+    else:
+        print(f"summary: {st.summary()}", file=out)
+    for name, d in st.sources.items() if several else ():
         drops = ", ".join(f"{n} {k}" for k, n in sorted(d["dropped"].items()) if n)
         lat = d["latency_ms"]
         lat_s = f", latency p50 {lat['p50']:.0f} ms p99 {lat['p99']:.0f} ms" if lat else ""
@@ -389,13 +369,21 @@ def _run_many(args: argparse.Namespace, specs: list[str]) -> int:
         lost_s = " (LOST)" if d["source_lost"] else ""
         print(f"  {name}: {d['read']} read, {d['processed']} processed, {d['failed']} failed{drop_s}, "
               f"{d['people']} people{lat_s}; {d['source_ended'] or 'running'}{lost_s}", file=out)  # fmt: skip
-    for reason, n in sorted(st.dropped.items()):
-        print(f"  dropped: {n} {reason} ({DROP_REASONS.get(reason, reason)})", file=out)
-    _print_failures(st, out, MAX_LISTED)
+    if not images:
+        for reason, n in sorted(st.dropped.items()):
+            print(f"  dropped: {n} {reason} ({DROP_REASONS.get(reason, reason)})", file=out)
+        if st.stage_ms:
+            print(f"  mean ms per frame: {', '.join(f'{k} {v:.1f}' for k, v in st.stage_ms.items())}", file=out)
+    for line in getattr(est, "summary", lambda: [])():  # per server, for a remote estimator
+        print(f"  server {line}", file=out)
+    _print_failures(st, out, None if images else MAX_LISTED)
     if args.stats_json:
         from edgepose.fileio import write_json_atomic
 
-        write_json_atomic(args.stats_json, {"source": [printable(redact(s)) for s in specs], "kind": kinds, "realtime": args.realtime, **st.to_dict()})
+        names = [printable(redact(str(s))) for s in sources]
+        write_json_atomic(args.stats_json, {"source": names if several else names[0], "kind": kinds if several else kinds[0],
+                                            "realtime": args.realtime, **st.to_dict(),
+                                            **({"servers": est.server_stats()} if args.server else {})})  # fmt: skip
     if got["signal"] == signal.SIGINT:
         print("interrupted", file=sys.stderr)
         return 130
