@@ -286,8 +286,10 @@ def _tree(ref: str) -> tuple[Path, Callable[[], None]]:
 def compare(args) -> dict:
     """This tree's stream throughput against ``args.compare``'s, in alternating rounds (see the module doc)."""
     import json
+    import signal
     import subprocess
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a stopped run still removes its worktree
     ref_root, clean = _tree(args.compare)
     trees = {"this": ROOT, "ref": ref_root}
     argv = ["--worker", "--model", str(args.model), "--video", str(args.video), "--frames", str(args.frames),
