@@ -42,9 +42,9 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from edgepose.bench.variants import to_markdown, variant_report
     from edgepose.fileio import write_json_atomic, write_text_atomic
     from edgepose.runner import parse_size
-    from edgepose.bench.variants import to_markdown, variant_report
 
     if not args.model.is_file():
         raise FileNotFoundError(f"no model at {args.model}; build it with `make model`")
