@@ -232,3 +232,10 @@ def test_one_source_and_several_report_alike(cli, model_path, tmp_path):
     assert s1["kind"] == "video" and s2["kind"] == ["video", "video"]
     assert isinstance(s1["source"], str) and len(s2["source"]) == 2
     assert s1["processed"] == 6 and s2["processed"] == 12 and s2["accounted"]
+
+
+def test_several_sources_check_workers_batch_and_queue_as_one_does(cli, model_path):
+    for flag in ("--workers", "--batch", "--queue-size"):
+        for sources in ([VIDEO], [VIDEO, VIDEO]):
+            code, stdout, stderr = cli("run", *sources, "--model", model_path, *SMALL, flag, "0")
+            assert code == 2 and "--workers, --batch and --queue-size must be at least 1" in stdout + stderr, (flag, sources)

@@ -275,6 +275,7 @@ def run(args: argparse.Namespace) -> int:
             sinks = _sinks(args, kind, getattr(source, "fps", 0.0))
         except ConnectionError as e:
             print(f"error: {e}", file=sys.stderr)
+            source.close()
             return 2
         stream = Stream(est, source, realtime=args.realtime, sinks=sinks, track=False if args.no_track else None,
                         smoothing=smoothing, max_age=args.track_max_age, max_frames=args.max_frames,
@@ -302,6 +303,8 @@ def _run_many(args: argparse.Namespace, specs: list[str]) -> int:
     if args.max_frames is not None and args.max_frames < 1:
         raise ValueError("--max-frames must be at least 1")
     _choose_workers(args, kinds[0])
+    if args.workers < 1 or args.queue_size < 1 or args.batch < 1:
+        raise ValueError("--workers, --batch and --queue-size must be at least 1")
     smoothing = _smoothing(args)
     est = estimator_from_args(args)
     print(f"model {est.model_path.name} on {', '.join(est.providers)}, input budget {est.budget[0]}x{est.budget[1]}, "
