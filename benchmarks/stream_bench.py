@@ -257,10 +257,12 @@ def _worker(args) -> None:
 
     ests: dict[str, PoseEstimator] = {}
     for line in sys.stdin:
-        c = parse_config(json.loads(line)["config"])
+        req = json.loads(line)
+        c = parse_config(req["config"])
         est = ests.get(c["name"]) or ests.setdefault(c["name"], make_estimator(args.model, c, args.size))
         with Others() as o:
-            r = end_to_end(est, args.video, c["workers"], args.warmup, args.frames, loop=args.passes > 1)
+            r = end_to_end(est, args.video, c["workers"], args.warmup, req.get("frames") or args.frames,
+                           loop=args.passes > 1)  # fmt: skip
         sys.stdout.write(json.dumps({"fps": r["fps"], "fps_whole": r["fps_whole"], "cpu_ms_per_frame": r["cpu_ms_per_frame"],
                                      "others_cores": o.cores, "edgepose": edgepose.__file__}) + "\n")  # fmt: skip
         sys.stdout.flush()
@@ -294,29 +296,44 @@ def compare(args) -> dict:
     trees = {"this": ROOT, "ref": ref_root}
     argv = ["--worker", "--model", str(args.model), "--video", str(args.video), "--frames", str(args.frames),
             "--passes", str(args.passes), "--warmup", str(args.warmup)] + (["--size", args.size] if args.size else [])  # fmt: skip
-    procs = {k: subprocess.Popen([sys.executable, str(Path(__file__).resolve()), *argv], stdin=subprocess.PIPE,
-                                 stdout=subprocess.PIPE, text=True, env={**os.environ, "EDGEPOSE_BENCH_TREE": str(root)})
-             for k, root in trees.items()}  # fmt: skip
+    procs: dict[str, subprocess.Popen] = {}
 
-    def ask(k: str, config: str) -> dict:
-        procs[k].stdin.write(json.dumps({"config": config}) + "\n")
+    def start(k: str) -> None:
+        procs[k] = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), *argv], stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, text=True,
+                                    env={**os.environ, "EDGEPOSE_BENCH_TREE": str(trees[k])})  # fmt: skip
+
+    def ask(k: str, config: str, frames: int | None = None) -> dict:
+        procs[k].stdin.write(json.dumps({"config": config, "frames": frames}) + "\n")
         procs[k].stdin.flush()
         line = procs[k].stdout.readline()
         if not line:
             raise SystemExit(f"the {k} tree's worker ended (exit {procs[k].wait()})")
         return json.loads(line)
 
+    def stop_all() -> None:
+        for p in procs.values():
+            p.stdin.close()
+            p.wait(timeout=60)
+        procs.clear()
+
     configs = args.configs.split(",")
     rows = {c: {"this": [], "ref": [], "ratio": [], "others_cores": []} for c in configs}
     imported: dict[str, str] = {}
     try:
-        for c in configs:  # warm-up: a first run per tree, not counted
-            for k in trees:
-                imported[k] = ask(k, c)["edgepose"]
         for r in range(args.rounds):
             for c in configs:
+                order = ("this", "ref") if r % 2 == 0 else ("ref", "this")
                 for attempt in range(args.retries + 1):
-                    got = {k: ask(k, c) for k in (("this", "ref") if r % 2 == 0 else ("ref", "this"))}
+                    # fresh worker processes every time, started in the round's order: a process that happens
+                    # to run slower (placement, memory) cannot bias every round (an A/A run of long-lived
+                    # workers gave 0.956 with the same tree on both sides)
+                    for k in order:
+                        start(k)
+                    for k in order:  # warm-up: a short run each, not counted
+                        imported[k] = ask(k, c, frames=max(args.warmup + 10, 24))["edgepose"]
+                    got = {k: ask(k, c) for k in order}
+                    stop_all()
                     others = max(g["others_cores"] for g in got.values())
                     if others <= args.disturbed or attempt == args.retries:
                         break
@@ -329,9 +346,7 @@ def compare(args) -> dict:
                 print(f"round {r + 1}/{args.rounds} {c:>6}: this {got['this']['fps']:5.2f} fps, {args.compare} "
                       f"{got['ref']['fps']:5.2f} fps, ratio {row['ratio'][-1]:.3f}", file=sys.stderr, flush=True)  # fmt: skip
     finally:
-        for p in procs.values():
-            p.stdin.close()
-            p.wait(timeout=60)
+        stop_all()
         clean()
     summary = {c: {"this_fps": med(row["this"]), "ref_fps": med(row["ref"]), "ratio_median_of_rounds": med(row["ratio"]),
                    "ratio_min": min(row["ratio"]), "ratio_max": max(row["ratio"]), "rounds": row}
