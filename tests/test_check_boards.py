@@ -181,3 +181,14 @@ def test_main_fills_the_defaults_and_turns_a_check_error_into_status_2(checks, t
     assert cli.main(["arm64", "--data", str(tmp_path)]) == 2
     assert common.DATA == tmp_path.resolve()
     assert "check-arm64: ERROR: install qemu-user-static" in capsys.readouterr().err
+
+
+def test_the_board_versions_probe_reports_a_package_the_extras_left_out_as_null():
+    """``smoke`` installs the ``cpu`` extra only, so PyAV is absent on the board: the probe must not fail
+    (it did: PackageNotFoundError ended make check-arm64-smoke after the root build)."""
+    import subprocess
+
+    probe = _boards("root").VERSIONS.replace('"av"', '"no-such-package-for-edgepose"')
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    got = json.loads(out.strip().splitlines()[-1])
+    assert got["no-such-package-for-edgepose"] is None and got["numpy"] and got["python"]

@@ -172,6 +172,20 @@ def build_wheel(dest: Path) -> Path:
     return wheels[0]
 
 
+#: the board's versions as one JSON line; a package the extras did not install is null (``smoke``
+#: installs ``cpu`` only: no PyAV)
+VERSIONS = """import json, platform, importlib.metadata as m
+def version(name):
+    try:
+        return m.version(name)
+    except m.PackageNotFoundError:
+        return None
+print(json.dumps({"python": platform.python_version(), "machine": platform.machine(),
+                  "glibc": " ".join(platform.libc_ver()),
+                  **{k: version(k) for k in ("edgepose", "onnxruntime", "numpy", "opencv-python-headless", "av")}}))
+"""
+
+
 def install_on_board(root: Path, cpu: str, wheel: Path, extras: str) -> dict:
     """venv + ``pip install 'edgepose[...]'`` from PyPI inside the root; returns the installed versions."""
     guest = root / GUEST.lstrip("/")
@@ -185,10 +199,5 @@ def install_on_board(root: Path, cpu: str, wheel: Path, extras: str) -> dict:
     chroot(root, cpu, [*pip, "uninstall", "-y", "-q", "edgepose"], timeout=600, capture=True, check=False)
     chroot(root, cpu, [*pip, "install", "-q", "--only-binary=:all:", f"{GUEST}/wheels/{wheel.name}[{extras}]"],
            timeout=1800)  # fmt: skip
-    out = chroot(root, cpu, [f"{VENV}/bin/python", "-c",
-                             "import json,platform,sys,importlib.metadata as m;"
-                             "print(json.dumps({'python':platform.python_version(),'machine':platform.machine(),"
-                             "'glibc':' '.join(platform.libc_ver()),"
-                             "**{k:m.version(k) for k in ('edgepose','onnxruntime','numpy','opencv-python-headless','av')}}))"],
-                 timeout=600, capture=True)  # fmt: skip
+    out = chroot(root, cpu, [f"{VENV}/bin/python", "-c", VERSIONS], timeout=600, capture=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
