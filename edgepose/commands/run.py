@@ -231,7 +231,6 @@ def _reconnect(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-
     apply_max_pixels(args)
     from edgepose.sources import classify, open_source
     from edgepose.stream import Stream

@@ -8,14 +8,13 @@ capture to end sends the end mark.
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any
 
 from edgepose.stream.accounting import Accounting
 from edgepose.stream.control import Control
 from edgepose.stream.frames import FramePool
-from edgepose.stream.queues import END, Item, put
+from edgepose.stream.queues import Item, LastOut, put
 
 __all__ = ["Capture"]
 
@@ -32,8 +31,7 @@ class Capture:
         self.control, self.books = control, books
         self.realtime, self.max_frames = realtime, max_frames
         self.max_reached = False  # a source stopped at max_frames
-        self._live = len(sources) - len(dead)
-        self._lock = threading.Lock()
+        self._live = LastOut(len(sources) - len(dead))
 
     def run(self, k: int = 0) -> None:
         """Source ``k``'s capture thread."""
@@ -67,8 +65,4 @@ class Capture:
             if self.realtime:
                 self.q.end(k)
             else:
-                with self._lock:
-                    self._live -= 1
-                    last = self._live == 0
-                if last:
-                    put(self.q, END)
+                self._live.done(self.q)

@@ -25,7 +25,7 @@ from edgepose.decode import Workspace
 from edgepose.stream.control import Control
 from edgepose.stream.decoding import decode_maps
 from edgepose.stream.frames import preprocess_image, preprocess_planes
-from edgepose.stream.queues import END, Item, get, put
+from edgepose.stream.queues import END, Item, LastOut, get, put
 
 if TYPE_CHECKING:
     from edgepose.estimator import Estimator
@@ -44,11 +44,11 @@ class Inference:
         self.est, self.q_in, self.q_out, self.control = est, q_in, q_out, control
         #: an estimator that decodes itself (a server, several scales): (x, box) -> (people, warnings)
         self.infer_people = getattr(est, "infer_people", None)
-        self.batch = 1 if self.infer_people is not None else batch
+        self.batch = batch  # 1 with infer_people (the stream sees to it)
         self.realtime, self.prescale, self.release = realtime, prescale, release
         self._seq = 0
         self._take = threading.Lock()  # taking a frame and numbering it is one step
-        self._active = workers
+        self._active = LastOut(workers)
         # Workers decode their own frames when the estimator takes a workspace per thread.
         try:
             self.decode_in_workers = "workspace" in inspect.signature(est.decode_maps).parameters
@@ -115,11 +115,7 @@ class Inference:
                 for item in items:
                     put(self.q_out, item)
         finally:
-            with self._take:
-                self._active -= 1
-                last = self._active == 0
-            if last:
-                put(self.q_out, END)
+            self._active.done(self.q_out)
 
     def _failed(self, item: Item, e: BaseException) -> None:
         fr = item.frame

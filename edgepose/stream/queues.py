@@ -5,6 +5,7 @@
 * :data:`END`: the end mark each stage passes on when it is done.
 * :class:`Latest`: the realtime mailbox after the capture (one slot per source, taken in turn, so no
   camera starves); offline the stages use bounded :class:`queue.Queue` objects.
+* :class:`LastOut`: several threads feeding one queue; the last to finish sends the end mark.
 * :func:`get` and :func:`put`: blocking queue calls that wake up every 0.2 s, so a stage can give up.
 """
 
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from edgepose.geometry import Letterbox
     from edgepose.stream.frames import FramePool
 
-__all__ = ["END", "Item", "Latest", "get", "put"]
+__all__ = ["END", "Item", "Latest", "LastOut", "get", "put"]
 
 #: the end mark: a stage that takes it finishes and passes it on
 END = object()
@@ -110,6 +111,22 @@ class Latest:
             if all(self._ended):
                 return END
             raise queue.Empty
+
+
+class LastOut:
+    """``n`` threads feeding one queue: the last of them to finish puts the end mark on it."""
+
+    def __init__(self, n: int) -> None:
+        self._left = n
+        self._lock = threading.Lock()
+
+    def done(self, q: queue.Queue) -> None:
+        """One feeder has finished; the last one sends :data:`END` on ``q``."""
+        with self._lock:
+            self._left -= 1
+            last = self._left == 0
+        if last:
+            put(q, END)
 
 
 def get(q: Any, give_up: Callable[[], bool] | None = None) -> Any:
