@@ -90,6 +90,7 @@ def _worker(xml: str, threads: int) -> None:  # pragma: no cover - runs in the p
     # what the OMZ demo's get_user_config(-d CPU -nstreams 1 -nthreads N) gives, plus the latency hint
     config = {"INFERENCE_NUM_THREADS": str(threads), "NUM_STREAMS": "1", "PERFORMANCE_HINT": "LATENCY"}
     models: dict[tuple[int, float], object] = {}
+    nets: dict[tuple, object] = {}  # the IR alone, compiled per input shape ("net" requests)
 
     def model_for(target: int, aspect: float):
         key = (target, round(aspect, 4))
@@ -133,9 +134,12 @@ def _worker(xml: str, threads: int) -> None:  # pragma: no cover - runs in the p
         elif req["cmd"] == "net":  # the network alone, on the input size the wrapper picked for the video
             fr = _frames(req["video"], 1)
             m = model_for(target_for(fr[0], req.get("budget")), fr[0].shape[1] / fr[0].shape[0])
-            ir = core.read_model(xml)
-            ir.reshape([1, 3, int(m.h), int(m.w)])
-            req_ = core.compile_model(ir, "CPU", config).create_infer_request()
+            shape = (1, 3, int(m.h), int(m.w))
+            if shape not in nets:  # compiled once per input size, not every round
+                ir = core.read_model(xml)
+                ir.reshape(list(shape))
+                nets[shape] = core.compile_model(ir, "CPU", config).create_infer_request()
+            req_ = nets[shape]
             x = np.random.default_rng(0).uniform(0, 255, (1, 3, int(m.h), int(m.w))).astype(np.float32)
             ms = []
             for _ in range(req.get("warmup", 3) + req["frames"]):
