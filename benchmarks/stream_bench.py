@@ -19,9 +19,10 @@ machine's busy time from ``/proc/stat`` minus this process's), a round they dist
 Before and after (``--compare REF``): this tree's stream against another tree's, in one run. REF is
 a git ref (checked out into a temporary worktree, removed afterwards) or the folder of another
 checkout. Each tree runs in its own worker process (its ``edgepose`` first on ``sys.path``; the
-worker reports which one it imported), with the same model, video, venv and configuration; the
-rounds alternate which tree goes first, a round disturbed by other programs is measured again, and
-the figure is the median over rounds of ``this tree's steady-state fps / REF's``.
+worker reports which one it imported), with the same model, video, venv and configuration; each
+round starts fresh workers (a short warm-up run each, then the measured run), alternating which tree
+goes first; a round disturbed by other programs is measured again, and the figure is the median over
+rounds of ``this tree's steady-state fps / REF's``.
 
 Memory (``--loop N``): the video looped for N frames through the stream (offline, tracking on,
 a JSON-lines sink to a temporary file); resident memory (psutil) is sampled after warm-up and then
